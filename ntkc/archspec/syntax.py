@@ -1,0 +1,194 @@
+"""Parsing `.arch` text into syntax records (frozen dataclasses with source spans).
+
+The grammar lives in `arch.lark`; this module turns Lark's tree into `LayerSyntax` and
+`RepeatSyntax` records and Lark's exceptions into `ArchSyntaxError`s a user can act on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..errors import ArchSyntaxError, Span
+
+
+@dataclass(frozen=True)
+class Value:
+    """A parameter value as written: `kind` is 'number', 'word' or 'sqrt'."""
+
+    kind: str
+    value: float | int | str
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ParamSyntax:
+    name: str
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class LayerSyntax:
+    name: str
+    params: tuple[ParamSyntax, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class RepeatSyntax:
+    count: int
+    body: tuple["LayerSyntax | RepeatSyntax", ...]
+    span: Span
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files(__package__).joinpath("arch.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+class _ToSyntax(Transformer):
+    def __init__(self, filename: str, source: str):
+        super().__init__()
+        self.filename = filename
+        self.source = source
+
+    def _span(self, meta_or_token, length: int | None = None) -> Span:
+        line, col = meta_or_token.line, meta_or_token.column
+        if length is None:
+            end = getattr(meta_or_token, "end_column", None)
+            end_line = getattr(meta_or_token, "end_line", line)
+            length = (end - col) if (end is not None and end_line == line) else 1
+        return Span(self.filename, line, col, self.source, max(1, length))
+
+    @v_args(meta=True)
+    def number(self, meta, children):
+        (tok,) = children
+        return Value("number", _number(str(tok)), str(tok), self._span(tok))
+
+    @v_args(meta=True)
+    def sqrt(self, meta, children):
+        (tok,) = children
+        return Value("sqrt", ("sqrt", _number(str(tok))), f"sqrt({tok})", self._span(meta))
+
+    @v_args(meta=True)
+    def word(self, meta, children):
+        (tok,) = children
+        return Value("word", str(tok), str(tok), self._span(tok))
+
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, value = children
+        return ParamSyntax(str(name), value, self._span(name))
+
+    @v_args(meta=True)
+    def layer(self, meta, children):
+        name, *params = children
+        return LayerSyntax(str(name), tuple(params), self._span(name))
+
+    @v_args(meta=True)
+    def repeat(self, meta, children):
+        count, *body = children
+        return RepeatSyntax(int(count), tuple(body), self._span(meta, length=len("repeat")))
+
+    def start(self, children):
+        return tuple(children)
+
+
+# Common slips, named: Lark matches a failing text against these to pick the message.
+_SLIPS = {
+    "expected `=` between a parameter's name and its value": [
+        "conv size 3\n", "conv size 3", "dense w_std 1.0\n", "conv size",
+    ],
+    "a parameter has `=` but no value after it": [
+        "conv size=\n", "conv size=", "conv size= stride=2\n", "conv size=sqrt\n",
+    ],
+    "a `repeat` block is not closed with `}`": [
+        "repeat 2 {\nconv\n", "repeat 2 {\n", "repeat 2 {\nrepeat 3 {\nrelu\n}\n",
+    ],
+    "`repeat` needs a count and a `{` on the same line: `repeat N {`": [
+        "repeat {\nconv\n}\n", "repeat 2\n{\nconv\n}\n", "repeat x {\n}\n", "repeat 2 conv\n",
+    ],
+    "a `}` closes no `repeat` block": ["conv\n}\n", "}\n", "}"],
+}
+
+_HINTS = {
+    "expected `=` between a parameter's name and its value":
+        "write it as `size=3`",
+    "a parameter has `=` but no value after it": "give a number, a word such as `same`, or `sqrt(2)`",
+    "a `repeat` block is not closed with `}`": "add a line with `}` after the block's last statement",
+    "`repeat` needs a count and a `{` on the same line: `repeat N {`":
+        "for example:  repeat 3 {   (newline)  conv  (newline)  relu  (newline)  }",
+    "a `}` closes no `repeat` block": "remove it, or open the block with `repeat N {`",
+}
+
+
+def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSyntax, ...]:
+    """Parse `.arch` text into syntax records; raise `ArchSyntaxError` on a syntax error."""
+    if not source.endswith("\n"):
+        source += "\n"
+    try:
+        tree = _parser().parse(source)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, source, filename) from None
+    return _ToSyntax(filename, source).transform(tree)
+
+
+def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSyntaxError:
+    line = max(1, err.line if err.line and err.line > 0 else source.count("\n"))
+    column = max(1, err.column if err.column and err.column > 0 else 1)
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        # Point just past the last non-blank line instead of at the end of the file.
+        lines = source.splitlines()
+        line = max((i + 1 for i, l in enumerate(lines) if l.strip()), default=1)
+        column = len(lines[line - 1]) + 1 if lines else 1
+    span = Span(filename, line, column, source)
+    label = None
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END" and _open_blocks(source) > 0:
+        label = "a `repeat` block is not closed with `}`"
+        return ArchSyntaxError(label, span, _HINTS[label])
+    try:
+        label = err.match_examples(_parser().parse, _SLIPS, use_accepts=True)
+    except Exception:  # match_examples re-parses; never let that mask the real error
+        label = None
+    if label is not None:
+        return ArchSyntaxError(label, span, _HINTS[label])
+    if isinstance(err, UnexpectedCharacters):
+        char = source.splitlines()[line - 1][column - 1] if source.splitlines() else "?"
+        return ArchSyntaxError(
+            f"unexpected character {char!r}", span,
+            "statements are `NAME key=value ...`, one per line; values are numbers, words or sqrt(N)",
+        )
+    if isinstance(err, UnexpectedEOF):
+        return ArchSyntaxError("the file ends in the middle of a statement", span)
+    token = getattr(err, "token", None)
+    shown = "end of file" if token is None or token.type == "$END" else repr(str(token))
+    if token is not None and token.type == "_NL":
+        shown = "end of line"
+    return ArchSyntaxError(
+        f"unexpected {shown}", span,
+        "statements are `NAME key=value ...`, one per line; blocks are `repeat N {` ... `}`",
+    )
+
+
+def _open_blocks(source: str) -> int:
+    text = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+    return text.count("{") - text.count("}")
+
+
+def sqrt_value(v: Value) -> float:
+    """The float a `sqrt(N)` value stands for."""
+    return math.sqrt(v.value[1])

@@ -1,0 +1,252 @@
+"""What a layer rule is: typed parameters, a shape rule, a demand rule and its math.
+
+Two kinds of rule cover the CNTK recursion:
+
+- `WindowRule`: a linear map on the covariance, `S'[p,q] = weight * sum over a window of
+  S[s p + e + o, s q + e' + o] + bias`, and on the NTK `T' = weight * (same window of T)
+  (+ S' when trainable)`. Conv, pooling, readouts and dense layers are all windows; the window,
+  stated per axis as an `AxisWindow`, is at once the rule's shape rule (`n_out`), its demand rule
+  (output displacement D reads input displacements `s D + e - e'`) and its math.
+- `ActivationRule`: a pointwise map given by `nngp(p, ops, u, v1, v2)` = E[phi(X) phi(Y)] and
+  `dfactor(p, ops, u, v1, v2)` = E[phi'(X) phi'(Y)], written in the ops vocabulary
+  (`ntkc.compiler.ops`), where (X, Y) is centred Gaussian with covariance [[v1, u], [u, v2]].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+REQUIRED = object()
+
+
+class LayerError(Exception):
+    """Raised by a rule for a bad parameter or shape; the compiler adds file:line:col."""
+
+    def __init__(self, message: str, hint: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed layer parameter. `type` is 'int', 'float', 'bool' or 'choice'."""
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def describe(self) -> str:
+        kind = "|".join(self.choices) if self.type == "choice" else self.type
+        default = "required" if self.required else f"default {_fmt(self.default)}"
+        return f"{self.name}=<{kind}> ({default})"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class Params:
+    """A layer's parameter values, read as attributes (`p.size`); hashable."""
+
+    def __init__(self, values: dict[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, *_):
+        raise AttributeError("Params are read-only")
+
+    def items(self):
+        return self._values.items()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def __eq__(self, other):
+        return isinstance(other, Params) and self._values == other._values
+
+    def __hash__(self):
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self):
+        return " ".join(f"{k}={_fmt(v)}" for k, v in self._values.items())
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The map a layer sees: height x width, channels at the input, `reduced` after a readout."""
+
+    height: int
+    width: int
+    channels: int | None = None
+    reduced: bool = False
+
+    def __str__(self):
+        if self.reduced:
+            return "scalar"
+        c = f"x{self.channels}" if self.channels else ""
+        return f"{self.height}x{self.width}{c}"
+
+
+@dataclass(frozen=True)
+class AxisWindow:
+    """One axis of a window map: output position p reads input positions s*p + e + offset.
+
+    `terms` lists the (e, e') offset pairs summed for the (a-side, b-side) positions; `wrap`
+    takes input positions modulo `n_in` (circular padding) instead of reading zeros outside.
+    """
+
+    n_in: int
+    n_out: int
+    stride: int = 1
+    offset: int = 0
+    terms: tuple[tuple[int, int], ...] = ((0, 0),)
+    wrap: bool = False
+
+    @property
+    def mixes(self) -> bool:
+        """True when output plane D reads an input plane other than s*D (a stage break)."""
+        return self.wrap or any(a != b for a, b in self.terms)
+
+    def displacements(self) -> tuple[int, ...]:
+        """The distinct e - e' over the terms."""
+        return tuple(sorted({a - b for a, b in self.terms}))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A whole window map: two axes, a scalar weight, a bias variance and the NTK rule."""
+
+    rows: AxisWindow
+    cols: AxisWindow
+    weight: float
+    bias: float = 0.0
+    trainable: bool = False
+    readout: bool = False
+
+    @property
+    def mixes(self) -> bool:
+        return self.rows.mixes or self.cols.mixes
+
+    @property
+    def identity(self) -> bool:
+        return all(a.n_in == a.n_out and a.stride == 1 and a.offset == 0 and a.terms == ((0, 0),)
+                   and not a.wrap for a in (self.rows, self.cols))
+
+
+class LayerRule:
+    """Base of all rules: a name, typed parameters and a docstring with the closed form."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def check(self, p: Params, shape: Shape) -> None:
+        """Raise LayerError if the layer cannot follow a map of this shape."""
+
+    def out_shape(self, p: Params, shape: Shape) -> Shape:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        doc = (self.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
+
+
+class WindowRule(LayerRule):
+    kind = "window"
+
+    def window(self, p: Params, shape: Shape) -> Window:
+        raise NotImplementedError
+
+    def out_shape(self, p: Params, shape: Shape) -> Shape:
+        w = self.window(p, shape)
+        return Shape(w.rows.n_out, w.cols.n_out, None, shape.reduced or w.readout)
+
+
+class ActivationRule(LayerRule):
+    kind = "activation"
+
+    def nngp(self, p: Params, ops, u, v1, v2):
+        raise NotImplementedError
+
+    def dfactor(self, p: Params, ops, u, v1, v2):
+        raise NotImplementedError
+
+    def out_shape(self, p: Params, shape: Shape) -> Shape:
+        return Shape(shape.height, shape.width, None, shape.reduced)
+
+
+class InputRule(LayerRule):
+    """input: the images, `height` x `width` with `channels` channels (NCHW arrays)."""
+
+    name = "input"
+    kind = "input"
+    params = (
+        Param("height", "int", minimum=1, doc="image height in pixels"),
+        Param("width", "int", minimum=1, doc="image width in pixels"),
+        Param("channels", "int", minimum=1, doc="number of channels"),
+    )
+
+    def out_shape(self, p: Params, shape: Shape | None = None) -> Shape:
+        return Shape(p.height, p.width, p.channels)
+
+
+# Helpers for rule writers: the per-axis windows of the common layer kinds.
+
+def require_map(name: str, shape: Shape) -> None:
+    if shape.reduced:
+        raise LayerError(
+            f"`{name}` needs a spatial map, but the map was already reduced to a scalar by a readout",
+            hint="put spatial layers before `gap` / `flatten`; after a readout use `dense`",
+        )
+
+
+def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, axis: str = "") -> AxisWindow:
+    """A conv window along one axis, with TF/JAX 'SAME' padding (pad_lo = total // 2)."""
+    span = dilation * (size - 1) + 1
+    if padding == "valid":
+        if span > n:
+            raise LayerError(
+                f"a `valid` window of {span} does not fit the map {axis} {n}: the map would shrink below 1x1",
+                hint="use padding=same, a smaller size, or fewer shrinking layers before this one",
+                param="size",
+            )
+        n_out, lo = (n - span) // stride + 1, 0
+    else:
+        n_out = -(-n // stride)
+        lo = max((n_out - 1) * stride + span - n, 0) // 2
+    terms = tuple((dilation * d, dilation * d) for d in range(size))
+    return AxisWindow(n, n_out, stride, -lo, terms, wrap=(padding == "circular"))
+
+
+def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
+    """An average-pooling window along one axis: windows inside the map only."""
+    if size > n:
+        raise LayerError(
+            f"a pooling window of {size} does not fit the map {axis} {n}: the map would shrink below 1x1",
+            hint="use a smaller pooling size, or remove a shrinking layer before this one",
+            param="size",
+        )
+    terms = tuple((e, f) for e in range(size) for f in range(size))
+    return AxisWindow(n, (n - size) // stride + 1, stride, 0, terms)
+
+
+def sqrt2() -> float:
+    return math.sqrt(2.0)

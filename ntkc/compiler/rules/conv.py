@@ -1,0 +1,39 @@
+"""conv: a k x k convolution in the NTK parameterisation.
+
+NNGP  S'[p,q] = w^2 (1/k^2) sum_d S[s p + d - lo, s q + d - lo] + b^2
+NTK   T'[p,q] = w^2 (1/k^2) sum_d T[s p + d - lo, s q + d - lo] + S'[p,q]   (no + S' if frozen)
+
+Padding `same` (TF/JAX convention, lo = total // 2) and `valid` read zeros outside the map,
+`circular` wraps around. Source: Arora et al. 2019, eq. (7)-(8), in neural-tangents' conventions.
+"""
+from .base import Param, Params, Shape, Window, WindowRule, conv_axis, require_map
+from .registry import register
+
+
+@register
+class Conv(WindowRule):
+    """conv: k x k convolution (stride, same/valid/circular padding, weight and bias std)."""
+
+    name = "conv"
+    params = (
+        Param("size", "int", 3, minimum=1, doc="kernel size k (k x k)"),
+        Param("stride", "int", 1, minimum=1, doc="stride s"),
+        Param("padding", "choice", "same", choices=("same", "valid", "circular")),
+        Param("w_std", "float", 1.0, minimum=0, doc="weight standard deviation w"),
+        Param("b_std", "float", 0.0, minimum=0, doc="bias standard deviation b"),
+        Param("trainable", "bool", True, doc="false freezes weights and bias (no NTK term)"),
+    )
+
+    def window(self, p: Params, shape: Shape) -> Window:
+        require_map(self.name, shape)
+        if p.padding != "valid" and p.size % 2 == 0:
+            from .base import LayerError
+            raise LayerError(f"`{p.padding}` padding needs an odd size, got size={p.size}",
+                             hint="use an odd size such as 3, or padding=valid", param="size")
+        return Window(
+            rows=conv_axis(shape.height, p.size, p.stride, p.padding, axis="height"),
+            cols=conv_axis(shape.width, p.size, p.stride, p.padding, axis="width"),
+            weight=p.w_std ** 2 / p.size ** 2,
+            bias=p.b_std ** 2,
+            trainable=p.trainable,
+        )

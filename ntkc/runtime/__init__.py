@@ -1,0 +1,1 @@
+"""The runtime: executing Plans (backends), tiling over pairs, data and regression."""

@@ -1,0 +1,665 @@
+"""Image datasets for kernel regression, preprocessed as in Arora et al. 2019.
+
+Every loader returns a `Dataset` whose images are float NCHW arrays scaled to [0, 1]; the
+preprocessing of the paper (per-channel standardisation with training-set statistics, optional
+ZCA whitening) is applied by `standardize` and `zca_whiten`, and `load_dataset` chains it all.
+
+Sources: scikit-learn's built-in digits, CIFAR-10 in the "python version" batch folder, MNIST /
+Fashion-MNIST IDX files, and a user's `.npz`. A missing or malformed file raises `DataError`
+naming the file, what was wrong and how to fix it.
+
+Reference: S. Arora, S. S. Du, W. Hu, Z. Li, R. Salakhutdinov, R. Wang, "On Exact Computation
+with an Infinitely Wide Neural Net", NeurIPS 2019.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import pickle
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+log = logging.getLogger("ntkc.data")
+
+__all__ = [
+    "DataError",
+    "Dataset",
+    "load_dataset",
+    "load_digits",
+    "load_cifar10",
+    "load_mnist",
+    "load_npz",
+    "read_idx",
+    "read_cifar_pickle",
+    "balanced_indices",
+    "balanced_subset",
+    "subset",
+    "channel_stats",
+    "standardize",
+    "fit_zca",
+    "apply_zca",
+    "zca_whiten",
+    "default_data_dirs",
+]
+
+
+class DataError(ValueError):
+    """Data files are missing or malformed, or a preprocessing request cannot be met.
+
+    Same interface as the package's error base: a message and an optional `hint:` line.
+    """
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test split of labelled images.
+
+    x_train: float array [n_train, C, H, W]
+    y_train: int64 array [n_train], values index `class_names`
+    x_test:  float array [n_test, C, H, W]
+    y_test:  int64 array [n_test]
+    name: short name of the source ("cifar10", "digits", ...)
+    class_names: one name per class, `class_names[label]`
+    description: the source and every preprocessing step applied, in order
+    meta: fitted statistics and loader facts, e.g. "batches_found", "channel_mean",
+        "channel_std", "zca_mean", "zca_matrix", so new images can be transformed alike
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+    class_names: tuple[str, ...]
+    description: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def _with(self, step: str, **changes: Any) -> "Dataset":
+        meta = {**self.meta, **changes.pop("meta", {})}
+        return replace(self, description=f"{self.description}; {step}", meta=meta, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# where data live
+
+
+def default_data_dirs() -> list[Path]:
+    """Folders searched when `data_dir` is not given, in order.
+
+    `$NTKC_DATA_DIR` if set, then `./data`, then `../shared/data` relative to the repository
+    root (where the project's test data live).
+    """
+    dirs = []
+    if os.environ.get("NTKC_DATA_DIR"):
+        dirs.append(Path(os.environ["NTKC_DATA_DIR"]))
+    dirs.append(Path("data"))
+    dirs.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    return dirs
+
+
+def _find_folder(data_dir: str | Path | None, candidates: list[str], what: str, hint: str) -> Path:
+    """The first of `data_dir/<candidate>` that is a folder (candidate "" = data_dir itself)."""
+    roots = [Path(data_dir)] if data_dir is not None else default_data_dirs()
+    tried = []
+    for root in roots:
+        for sub in candidates:
+            path = root / sub if sub else root
+            tried.append(str(path))
+            if path.is_dir() and _looks_like(path, what):
+                return path
+    raise DataError(f"{what}: no data folder found; looked in " + ", ".join(tried), hint)
+
+
+def _looks_like(path: Path, what: str) -> bool:
+    if what == "cifar10":
+        return any(path.glob("data_batch_*")) or (path / "test_batch").exists()
+    return any(path.glob("*-idx[13]-ubyte*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# digits
+
+
+def load_digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits ([N, 1, 8, 8], raw values 0..16), scaled to [0, 1].
+
+    The split is stratified by class and fixed by `seed`.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    return Dataset(
+        x_tr, y_tr, x_te, y_te, "digits", tuple(str(c) for c in bunch.target_names),
+        f"sklearn digits, stratified split test_fraction={test_fraction} seed={seed}; "
+        "scaled to [0,1] (/16)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 python batches
+
+def _allowed_global(module: str, name: str) -> Any:
+    import importlib
+
+    for mod in (module.replace("numpy.core", "numpy._core"), module):
+        try:
+            return getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+# The globals a CIFAR batch pickle references: numpy's array reconstruction. The folder here
+# (numpy 2, protocol 4) names numpy._core.multiarray._reconstruct, numpy.ndarray and
+# numpy.dtype; the official release (numpy 1) spells the module numpy.core.multiarray;
+# protocol-5 writers use numeric._frombuffer instead of _reconstruct; Python 3 writing protocol
+# 2 (for Python 2 readers) stores bytes as _codecs.encode(str, "latin1"), a pure function.
+# Nothing else is needed, so nothing else is admitted.
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes, ints and numpy arrays; refuses every other global."""
+
+    def __init__(self, file: io.BufferedIOBase, path: Path):
+        super().__init__(file, encoding="bytes")
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            obj = _allowed_global(module, name)
+            if obj is not None:
+                return obj
+        raise DataError(
+            f"{self._path}: refused to unpickle global {module}.{name}; a CIFAR-10 batch only "
+            "needs numpy arrays",
+            "this file is not a CIFAR-10 python batch (or was tampered with); re-download "
+            "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html",
+        )
+
+
+def read_cifar_pickle(path: str | Path) -> dict:
+    """Load one CIFAR batch pickle with the restricted unpickler; keys stay bytes."""
+    path = Path(path)
+    hint = "the file is damaged; re-extract cifar-10-python.tar.gz"
+    try:
+        with open(path, "rb") as f:
+            obj = _NumpyOnlyUnpickler(f, path).load()
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})", hint) from e
+    except Exception as e:  # truncated or corrupt pickles raise many different types
+        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})", hint) from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}", hint)
+    return obj
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = read_cifar_pickle(path)
+    d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    hint = "the file is damaged or not CIFAR-10; re-extract cifar-10-python.tar.gz"
+    missing = [k for k in ("data", "labels") if k not in d]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {missing}; found {sorted(map(str, d))}", hint)
+    data = np.asarray(d["data"])
+    labels = np.asarray(d["labels"])
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise DataError(
+            f"{path}: 'data' must be uint8 [N, 3072], found {data.dtype} {list(data.shape)}", hint
+        )
+    if labels.shape != (data.shape[0],) or labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(
+            f"{path}: 'labels' must be {data.shape[0]} ints in 0..9, found shape "
+            f"{list(labels.shape)}" + (f" range {labels.min()}..{labels.max()}" if labels.size else ""),
+            hint,
+        )
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def load_cifar10(path: str | Path) -> Dataset:
+    """CIFAR-10 from a `cifar-10-batches-py` folder (or its parent), scaled to [0, 1].
+
+    Uses whichever of `data_batch_1..5` are present (at least one is required) plus
+    `test_batch`; `meta["batches_found"]` lists them and the description says how many.
+    """
+    root = Path(path)
+    get = "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html " \
+          "and extract it"
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    if not root.is_dir():
+        raise DataError(f"{root}: CIFAR-10 folder does not exist", get)
+    found = [f"data_batch_{i}" for i in range(1, 6) if (root / f"data_batch_{i}").is_file()]
+    if not found:
+        raise DataError(
+            f"{root}: no training batch (data_batch_1..data_batch_5) in the folder; found "
+            f"{sorted(p.name for p in root.iterdir())}",
+            get,
+        )
+    if not (root / "test_batch").is_file():
+        raise DataError(f"{root}/test_batch: missing", get)
+    log.info("CIFAR-10: found %d of 5 training batches in %s: %s", len(found), root, found)
+    parts = [_cifar_batch(root / name) for name in found]
+    x_tr = np.concatenate([p[0] for p in parts])
+    y_tr = np.concatenate([p[1] for p in parts])
+    x_te, y_te = _cifar_batch(root / "test_batch")
+
+    names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    if (root / "batches.meta").is_file():
+        meta = read_cifar_pickle(root / "batches.meta")
+        raw = meta.get(b"label_names", meta.get("label_names"))
+        if raw is not None and len(raw) == 10:
+            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+    return Dataset(
+        (x_tr / np.float32(255)).astype(np.float32), y_tr,
+        (x_te / np.float32(255)).astype(np.float32), y_te,
+        "cifar10", names,
+        f"cifar10 from {root} ({len(found)} of 5 training batches found: {', '.join(found)}); "
+        "scaled to [0,1] (/255)",
+        {"batches_found": tuple(found), "source": str(root)},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST / Fashion-MNIST IDX files
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not, told apart by content) into a native-endian array.
+
+    Checks the magic number (two zero bytes, a known type code, the number of dimensions) and
+    that the payload size matches the dimensions.
+    """
+    path = Path(path)
+    hint = "re-download the file (e.g. from http://yann.lecun.com/exdb/mnist/ or " \
+           "https://github.com/zalandoresearch/fashion-mnist)"
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})", hint) from e
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: corrupt gzip data ({e})", hint) from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(
+            f"{path}: bad IDX magic number {raw[:4].hex() or '(empty file)'}; expected "
+            "00 00 <type 08|09|0b|0c|0d|0e> <ndim>",
+            hint,
+        )
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes for {ndim} dims)", hint)
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: IDX size mismatch: header says shape {list(shape)} ({expected} bytes), "
+            f"file has {len(raw)} bytes",
+            hint,
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+_IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+_FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(
+        f"{folder}: missing {stem} (or {stem}.gz); found {sorted(p.name for p in folder.iterdir())}",
+        "put the four standard IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) in this folder",
+    )
+
+
+def load_mnist(path: str | Path, name: str = "mnist") -> Dataset:
+    """MNIST or Fashion-MNIST from a folder of the four standard IDX files, scaled to [0, 1].
+
+    Images come out as [N, 1, 28, 28]; `name` ("mnist" or "fashion-mnist") only sets the
+    class names.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {name} folder does not exist",
+                        "pass the folder holding the IDX files as data_dir")
+    arrays = {}
+    for key, stem in _IDX_FILES.items():
+        file = _idx_file(folder, stem)
+        arr = read_idx(file)
+        want_ndim = 3 if key.endswith("x") else 1
+        if arr.ndim != want_ndim or arr.dtype != np.uint8:
+            raise DataError(
+                f"{file}: expected uint8 with {want_ndim} dims, found {arr.dtype} {list(arr.shape)}",
+                "images are idx3 (N, H, W) uint8 and labels idx1 (N,) uint8",
+            )
+        arrays[key] = (file, arr)
+    for split in ("train", "test"):
+        (fx, x), (fy, y) = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if len(x) != len(y):
+            raise DataError(f"{fx}: {len(x)} images but {fy} has {len(y)} labels",
+                            "the image and label files come from different releases")
+        if y.size and y.max() > 9:
+            raise DataError(f"{fy}: labels must be 0..9, found max {y.max()}",
+                            "this is not an MNIST-style label file")
+    names = _FASHION_NAMES if "fashion" in name else tuple(str(i) for i in range(10))
+
+    def images(a: np.ndarray) -> np.ndarray:
+        return (a[:, None, :, :] / np.float32(255)).astype(np.float32)
+
+    return Dataset(
+        images(arrays["train_x"][1]), arrays["train_y"][1].astype(np.int64),
+        images(arrays["test_x"][1]), arrays["test_y"][1].astype(np.int64),
+        name, names, f"{name} IDX files from {folder}; scaled to [0,1] (/255)",
+        {"source": str(folder)},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# user .npz
+
+
+def load_npz(path: str | Path, layout: str = "NCHW") -> Dataset:
+    """A user's `.npz` with keys x_train, y_train, x_test, y_test (optional: class_names).
+
+    Images are [N, C, H, W] (`layout="NCHW"`), [N, H, W, C] (`layout="NHWC"`) or [N, H, W]
+    (one channel). uint8 images are divided by 255; float images are kept as they are, so
+    scale them to [0, 1] yourself. Labels are integers 0..K-1.
+    """
+    path = Path(path)
+    if layout not in ("NCHW", "NHWC"):
+        raise DataError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file does not exist", "check the path after 'npz:'") from e
+    except (OSError, ValueError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz ({e})",
+                        "write it with numpy.savez(path, x_train=..., y_train=..., "
+                        "x_test=..., y_test=...)") from e
+    found = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in arrays.items()) or "nothing"
+    need = ("x_train", "y_train", "x_test", "y_test")
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; found {found}",
+                        "save with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+                        "y_test=...)")
+
+    def images(key: str) -> np.ndarray:
+        x = arrays[key]
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim == 4 and layout == "NHWC":
+            x = x.transpose(0, 3, 1, 2)
+        elif x.ndim != 4:
+            raise DataError(f"{path}: {key} must have 3 or 4 dims, found {found}",
+                            f"images are [N, C, H, W] or [N, H, W, C] (layout={layout!r})")
+        if x.dtype == np.uint8:
+            return (x / np.float32(255)).astype(np.float32)
+        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+            raise DataError(f"{path}: {key} must be numeric, found {x.dtype}")
+        return np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+
+    def labels(key: str, n: int) -> np.ndarray:
+        y = arrays[key]
+        if y.ndim != 1 or len(y) != n:
+            raise DataError(f"{path}: {key} must be 1-D with one label per image ({n}); "
+                            f"found {found}")
+        if not np.issubdtype(y.dtype, np.integer):
+            if not (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
+                raise DataError(f"{path}: {key} must hold integer labels, found {y.dtype}")
+        if y.size and y.min() < 0:
+            raise DataError(f"{path}: {key} has negative labels", "labels are 0..K-1")
+        return y.astype(np.int64)
+
+    x_tr, x_te = images("x_train"), images("x_test")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{path}: train and test images differ in shape: {list(x_tr.shape[1:])} vs "
+            f"{list(x_te.shape[1:])} as (C, H, W) with layout={layout!r}; found {found}",
+            "is `layout` right? NCHW puts channels second, NHWC last",
+        )
+    y_tr, y_te = labels("y_train", len(x_tr)), labels("y_test", len(x_te))
+    k = int(max(y_tr.max(initial=-1), y_te.max(initial=-1))) + 1
+    names = tuple(str(i) for i in range(k))
+    if "class_names" in arrays:
+        names = tuple(str(c) for c in arrays["class_names"].tolist())
+        if len(names) < k:
+            raise DataError(f"{path}: class_names has {len(names)} entries but labels go up "
+                            f"to {k - 1}")
+    return Dataset(x_tr, y_tr, x_te, y_te, path.stem, names,
+                   f"npz {path} (layout {layout})" + ("; uint8 scaled to [0,1] (/255)"
+                                                       if arrays["x_train"].dtype == np.uint8 else ""),
+                   {"source": str(path)})
+
+
+# ---------------------------------------------------------------------------------------------
+# subsets and preprocessing
+
+
+def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of a class-balanced random subset of size `n`, in shuffled order.
+
+    Each class present in `y` gets n // K items; the n % K left over go to classes picked at
+    random. Fixed by `seed`. Raises DataError if a class has too few items.
+    """
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    k = len(classes)
+    if n < 0 or k == 0:
+        raise DataError(f"cannot take a subset of {n} from {len(y)} labels")
+    rng = np.random.default_rng(seed)
+    per = np.full(k, n // k)
+    per[rng.permutation(k)[: n % k]] += 1
+    short = [(c, int(have), int(want)) for c, have, want in zip(classes, counts, per) if have < want]
+    if short:
+        listed = ", ".join(f"class {c}: has {h}, needs {w}" for c, h, w in short)
+        raise DataError(f"balanced subset of {n} over {k} classes: too few examples ({listed})",
+                        f"ask for at most {k * counts.min()} examples, or use more data")
+    picks = [rng.choice(np.flatnonzero(y == c), size=m, replace=False) for c, m in zip(classes, per)]
+    return rng.permutation(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+
+
+def balanced_subset(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(x[idx], y[idx]) for `idx = balanced_indices(y, n, seed)`."""
+    idx = balanced_indices(y, n, seed)
+    return x[idx], y[idx]
+
+
+def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+    """Class-balanced subsets of the train and/or test split (None keeps a split whole)."""
+    out = ds
+    if n_train is not None:
+        x, y = balanced_subset(ds.x_train, ds.y_train, n_train, seed)
+        out = out._with(f"class-balanced train subset n={n_train} seed={seed}", x_train=x, y_train=y)
+    if n_test is not None:
+        # a different stream than the train draw, so train and test choices are independent
+        x, y = balanced_subset(ds.x_test, ds.y_test, n_test, seed + 1_000_003)
+        out = out._with(f"class-balanced test subset n={n_test} seed={seed}", x_test=x, y_test=y)
+    return out
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (float64, shape [C]) of NCHW images."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+
+
+def standardize(ds: Dataset) -> Dataset:
+    """Subtract the training set's per-channel mean and divide by its std, on both splits.
+
+    A constant channel (std 0) is only centred.
+    """
+    mean, std = channel_stats(ds.x_train)
+    std = np.where(std > 0, std, 1.0)
+    dtype = ds.x_train.dtype
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(dtype)
+
+    return ds._with("per-channel standardised with train mean/std", x_train=f(ds.x_train),
+                    x_test=f(ds.x_test), meta={"channel_mean": mean, "channel_std": std})
+
+
+def fit_zca(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ZCA whitening on images [N, ...]: returns (mean [D], W [D, D]) with D = C*H*W.
+
+    W = U diag(1 / sqrt(lam + eps * mean(lam))) U^T from the eigendecomposition of the
+    training covariance; `eps` is a fraction of the mean eigenvalue (Li et al. 2019 use 0.1).
+    """
+    if not eps >= 0:
+        raise DataError(f"ZCA eps must be >= 0, got {eps}",
+                        "eps is a fraction of the mean eigenvalue, e.g. 0.1")
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    mean = flat.mean(axis=0)
+    centred = flat - mean
+    cov = centred.T @ centred / max(len(flat), 1)
+    lam, u = np.linalg.eigh(cov)
+    lam = np.clip(lam, 0.0, None)
+    reg = eps * lam.mean()
+    if not (lam + reg > 0).all():
+        raise DataError(
+            f"ZCA with eps={eps}: the training covariance is singular ({int((lam <= 0).sum())} "
+            f"zero eigenvalues of {len(lam)}, {len(flat)} training images)",
+            "use eps > 0, e.g. 0.1",
+        )
+    return mean, (u / np.sqrt(lam + reg)) @ u.T
+
+
+def apply_zca(x: np.ndarray, mean: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Whiten images [N, ...] with a fitted (mean, W); keeps their shape."""
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return ((flat - mean) @ w).reshape(x.shape)
+
+
+def zca_whiten(ds: Dataset, eps: float = 0.1) -> Dataset:
+    """ZCA-whiten both splits with whitening fitted on the training split."""
+    mean, w = fit_zca(ds.x_train, eps)
+    dtype = ds.x_train.dtype
+    return ds._with(
+        f"ZCA whitened (eps={eps} x mean eigenvalue, fitted on train)",
+        x_train=apply_zca(ds.x_train, mean, w).astype(dtype),
+        x_test=apply_zca(ds.x_test, mean, w).astype(dtype),
+        meta={"zca_mean": mean, "zca_matrix": w, "zca_eps": eps},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# one entry point
+
+_GET_CIFAR = ("put the extracted cifar-10-batches-py folder in data_dir, or set $NTKC_DATA_DIR; "
+              "download from https://www.cs.toronto.edu/~kriz/cifar.html")
+_GET_MNIST = ("put the four IDX files (train-images-idx3-ubyte[.gz], ...) in data_dir, "
+              "data_dir/{0} or data_dir/{1}/raw")
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    zca: float | None = None,
+    layout: str = "NCHW",
+    standardise: bool = True,
+    dtype: Any = np.float64,
+) -> Dataset:
+    """Load a dataset and preprocess it as in Arora et al. 2019.
+
+    name:
+        "digits"                 scikit-learn's 8x8 digits (split 75/25 by `seed`)
+        "cifar10"                `cifar-10-batches-py` under `data_dir`
+        "mnist", "fashion-mnist" IDX files in `data_dir`, `data_dir/<name>` or the
+                                 torchvision folder `data_dir/MNIST/raw`, `FashionMNIST/raw`
+        "npz:PATH" or "PATH.npz" a user's arrays (see `load_npz`); `layout` says whether its
+                                 images are "NCHW" or "NHWC"
+    data_dir: where to look; None searches `default_data_dirs()` ($NTKC_DATA_DIR, ./data,
+        ../shared/data next to the repository).
+    n_train, n_test: class-balanced random subsets of these sizes (None keeps all), by `seed`.
+    zca: None for no whitening, else the regulariser eps as a fraction of the mean eigenvalue.
+    standardise: per-channel standardisation with the (subset) training set's mean and std.
+    dtype: float dtype of the returned images.
+
+    Steps, in order: scale to [0, 1], subsets, per-channel standardisation, ZCA; statistics
+    come from the training images actually returned. `Dataset.description` lists them.
+    """
+    key = name.lower()
+    if key.startswith("npz:") or key.endswith(".npz"):
+        ds = load_npz(name[4:] if key.startswith("npz:") else name, layout=layout)
+    elif key == "digits":
+        ds = load_digits(seed=seed)
+    elif key in ("cifar10", "cifar-10"):
+        folder = _find_folder(data_dir, ["cifar-10-batches-py", ""], "cifar10", _GET_CIFAR)
+        ds = load_cifar10(folder)
+    elif key in ("mnist", "fashion-mnist", "fashion_mnist", "fashionmnist"):
+        canon = "mnist" if key == "mnist" else "fashion-mnist"
+        tv = "MNIST" if canon == "mnist" else "FashionMNIST"
+        folder = _find_folder(data_dir, ["", canon, f"{tv}/raw"], "mnist",
+                              _GET_MNIST.format(canon, tv))
+        ds = load_mnist(folder, canon)
+    else:
+        raise DataError(f"unknown dataset {name!r}",
+                        "known: digits, cifar10, mnist, fashion-mnist, npz:PATH or PATH.npz")
+    ds = subset(ds, n_train, n_test, seed)
+    ds = replace(ds, x_train=ds.x_train.astype(dtype), x_test=ds.x_test.astype(dtype))
+    if standardise:
+        ds = standardize(ds)
+    if zca is not None:
+        ds = zca_whiten(ds, zca)
+    return ds

@@ -1,0 +1,213 @@
+"""`CompiledKernel`: a compiled architecture you call on images to get NNGP and NTK matrices."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..compiler.plan import Plan, describe
+from ..errors import BackendError, InputError
+
+DEFAULT_MEMORY = 2 << 30  # bytes of working memory for pair batches
+
+
+@dataclass
+class KernelResult:
+    """NNGP and NTK matrices, each [n1, n2]; numpy arrays for numpy inputs, else tensors."""
+
+    nngp: object
+    ntk: object
+    seconds: float = 0.0
+    pairs: int = 0
+    backend: str = ""
+
+    def __iter__(self):
+        return iter((self.nngp, self.ntk))
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else float("inf")
+
+
+class CompiledKernel:
+    """The exact infinite-width kernels of one architecture.
+
+    Call it as `k(x1, x2=None, dtype=torch.float32, backend="auto")` with NCHW arrays (numpy or
+    torch). With `x2` omitted the symmetric Gram matrix of `x1` is computed, each unordered pair
+    once. `backend` is "torch", "triton" or "auto" (triton on a CUDA device when available, else
+    torch).
+    """
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.network = plan.network
+        self._executors: dict = {}
+
+    def __repr__(self) -> str:
+        net = self.network
+        return f"CompiledKernel({net.filename!r}, input {net.input}, {len(net.layers)} layers)"
+
+    def describe(self) -> str:
+        return describe(self.plan)
+
+    # -- calling -----------------------------------------------------------------------------
+
+    def __call__(self, x1, x2=None, dtype: torch.dtype = torch.float32, backend: str = "auto",
+                 device=None, memory: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> KernelResult:
+        as_numpy = isinstance(x1, np.ndarray)
+        dtype = _check_dtype(dtype)
+        t1 = self._check_images(x1, "x1", dtype, device)
+        dev = t1.device
+        t2 = None if x2 is None else self._check_images(x2, "x2", dtype, dev)
+        if t2 is not None and isinstance(x2, np.ndarray) != as_numpy:
+            as_numpy = False
+        executor = self.executor(backend, dtype, dev)
+        start = time.perf_counter()
+        nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress)
+        seconds = time.perf_counter() - start
+        if as_numpy:
+            nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
+        return KernelResult(nngp, ntk, seconds, npairs, executor.name)
+
+    def executor(self, backend: str, dtype: torch.dtype, device: torch.device):
+        backend = resolve_backend(backend, device)
+        key = (backend, dtype, str(device))
+        if key not in self._executors:
+            if backend == "torch":
+                from .torch_backend import TorchExecutor
+                ex = TorchExecutor(self.plan, dtype, device)
+            else:
+                from .triton_backend import TritonExecutor
+                ex = TritonExecutor(self.plan, dtype, device)
+            ex.name = backend
+            self._executors[key] = ex
+        return self._executors[key]
+
+    def _check_images(self, x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
+        shape = self.network.input
+        if isinstance(x, np.ndarray):
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
+            t = torch.from_numpy(np.ascontiguousarray(x))
+        elif isinstance(x, torch.Tensor):
+            if x.is_complex() or x.dtype == torch.bool:
+                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
+            t = x
+        else:
+            raise InputError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+        want = (shape.channels, shape.height, shape.width)
+        if t.dim() != 4:
+            hint = ("add a batch axis: x[None]" if t.dim() == 3 and tuple(t.shape) == want else
+                    f"pass images as [N, {want[0]}, {want[1]}, {want[2]}] (NCHW)")
+            raise InputError(f"{name} must be a 4-D batch [N, C, H, W], got shape {tuple(t.shape)}", hint)
+        if tuple(t.shape[1:]) != want:
+            hint = f"the `input` line of {self.network.filename} says channels={want[0]} height={want[1]} width={want[2]}"
+            if tuple(t.shape[1:]) == (want[1], want[2], want[0]):
+                hint += "; these look like NHWC images: use x.transpose(0, 3, 1, 2)"
+            raise InputError(f"{name} has images of shape {tuple(t.shape[1:])} (C, H, W), expected {want}", hint)
+        if t.shape[0] == 0:
+            raise InputError(f"{name} holds no images")
+        if device is not None:
+            t = t.to(device)
+        t = t.to(dtype)
+        if not torch.isfinite(t).all():
+            bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero().flatten()[:5].tolist()
+            raise InputError(f"{name} contains NaN or inf (images {bad}{'...' if len(bad) == 5 else ''})",
+                             "clean or drop those images before computing kernels")
+        return t.contiguous()
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    table = {"float32": torch.float32, "float64": torch.float64, "fp32": torch.float32, "fp64": torch.float64,
+             np.float32: torch.float32, np.float64: torch.float64}
+    dtype = table.get(dtype, dtype)
+    if dtype not in (torch.float32, torch.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in ("auto", "torch", "triton"):
+        raise BackendError(f"unknown backend {backend!r}", "use 'auto', 'torch' or 'triton'")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and _triton_available() else "torch"
+    if backend == "triton":
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise BackendError(
+                "the triton backend needs a CUDA GPU (got tensors on the CPU)",
+                "use backend='torch' on a CPU, move the inputs to a GPU, or set TRITON_INTERPRET=1 "
+                "(slow; for tests) to run the generated kernels in Triton's interpreter",
+            )
+        if not _triton_available():
+            raise BackendError("the triton backend needs the `triton` package", "pip install triton")
+    return backend
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    try:
+        from . import triton_backend  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fingerprints(x: torch.Tensor) -> list[bytes]:
+    """A hash per image: equal images get equal fingerprints (to find exact self pairs)."""
+    flat = x.detach().reshape(x.shape[0], -1).cpu().contiguous().numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+
+
+def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
+         progress: Callable[[int, int], None] | None = None):
+    """Compute NNGP and NTK [n1, n2] in pair batches that fit `memory` bytes."""
+    symmetric = x2 is None
+    xb = x1 if symmetric else x2
+    n1, n2 = x1.shape[0], xb.shape[0]
+    va = _maps(executor, x1, memory)
+    vb = va if symmetric else _maps(executor, xb, memory)
+    f1 = fingerprints(x1)
+    f2 = f1 if symmetric else fingerprints(xb)
+    batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
+    dev = x1.device
+    nngp = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
+    ntk = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
+    if symmetric:
+        ii, jj = np.triu_indices(n1)
+    else:
+        ii, jj = (a.reshape(-1) for a in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
+    total = len(ii)
+    # Pairs sharing an image sit together, so each batch gathers few distinct maps.
+    for start in range(0, total, batch):
+        i = torch.as_tensor(ii[start:start + batch], device=dev)
+        j = torch.as_tensor(jj[start:start + batch], device=dev)
+        same = torch.as_tensor([f1[a] == f2[b] for a, b in zip(ii[start:start + batch], jj[start:start + batch])],
+                               device=dev)
+        s, t = executor.pairs(x1.index_select(0, i), xb.index_select(0, j),
+                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb], same)
+        nngp[i, j] = s
+        ntk[i, j] = t
+        if symmetric:
+            nngp[j, i] = s
+            ntk[j, i] = t
+        if progress is not None:
+            progress(min(start + batch, total), total)
+    return nngp, ntk, total
+
+
+def _maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:
+    batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
+    parts = [executor.variance_maps(x[i:i + batch]) for i in range(0, x.shape[0], batch)]
+    if not parts or not parts[0]:
+        return []
+    return [torch.cat([p[k] for p in parts]) for k in range(len(parts[0]))]

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..errors import NtkcError
+
 log = logging.getLogger("ntkc.data")
 
 __all__ = [
@@ -49,22 +51,8 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
-    """Data files are missing or malformed, or a preprocessing request cannot be met.
-
-    Same interface as the package's error base: a message and an optional `hint:` line.
-    """
-
-    def __init__(self, message: str, hint: str | None = None):
-        self.message = message
-        self.hint = hint
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        text = self.message
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
+class DataError(NtkcError, ValueError):
+    """Data files are missing or malformed, or a preprocessing request cannot be met."""
 
 
 @dataclass(frozen=True, eq=False)

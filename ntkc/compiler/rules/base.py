@@ -189,6 +189,10 @@ class ActivationRule(LayerRule):
     def dfactor(self, p: Params, ops, u, v1, v2):
         raise NotImplementedError
 
+    def maps(self, p: Params, ops, u, v1, v2, need_dfactor: bool = True):
+        """(nngp, dfactor or None) together; override to share work between the two."""
+        return self.nngp(p, ops, u, v1, v2), (self.dfactor(p, ops, u, v1, v2) if need_dfactor else None)
+
     def out_shape(self, p: Params, shape: Shape) -> Shape:
         return Shape(shape.height, shape.width, None, shape.reduced)
 

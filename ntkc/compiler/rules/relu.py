@@ -27,3 +27,8 @@ class Relu(ActivationRule):
     def dfactor(self, p, ops, u, v1, v2):
         r, theta = _angle(ops, u, v1, v2)
         return (ops.pi - theta) * (0.5 / ops.pi)
+
+    def maps(self, p, ops, u, v1, v2, need_dfactor=True):
+        r, theta = _angle(ops, u, v1, v2)
+        factor = (ops.pi - theta) * (0.5 / ops.pi)
+        return r * (0.5 / ops.pi) + factor * u, (factor if need_dfactor else None)

@@ -1,0 +1,267 @@
+"""The `ntkc` command line: compile, gram, regress, run, layers."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NtkcError
+
+RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ntkc",
+        description="Exact infinite-width CNN kernels (NNGP and CNTK) from .arch descriptions, "
+                    "and kernel regression with them.",
+        epilog="Examples:\n"
+               "  ntkc compile examples/cntk_gap_d3.arch --emit plan\n"
+               "  ntkc regress examples/digits_v.arch examples/digits_gap.arch --dataset digits\n"
+               "  ntkc gram examples/cntk_v_d3.arch --dataset cifar10 --n-train 100 --n-test 50 --out k.npz\n"
+               "  ntkc run experiments/digits_size.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("compile", help="check an architecture and print its plan or generated Triton source",
+                       description="Parse and check a .arch file, then print what it compiles to.")
+    c.add_argument("file", help="the .arch file")
+    c.add_argument("--emit", choices=("plan", "triton", "report"), default="plan",
+                   help="plan: stages, demanded planes and work per pair (default); triton: the generated "
+                        "kernel source; report: registers, shared memory and spills per kernel (sm_80, sm_90)")
+    c.set_defaults(func=cmd_compile)
+
+    def data_args(q):
+        q.add_argument("--dataset", default="digits",
+                       help="digits (built in, default), cifar10, mnist, fashion-mnist, or a .npz file")
+        q.add_argument("--data-dir", help="folder holding the dataset's files (cifar10, mnist)")
+        q.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="image layout of a .npz")
+        q.add_argument("--n-train", type=int, help="class-balanced training subset size (default: all)")
+        q.add_argument("--n-test", type=int, help="class-balanced test subset size (default: all)")
+        q.add_argument("--seed", type=int, default=0, help="seed for subsets and splits")
+        q.add_argument("--zca", type=float, help="ZCA whitening with this regulariser (fraction of the mean eigenvalue)")
+        q.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="kernel precision")
+        q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("gram", help="compute train x train and test x train kernels to a .npz file",
+                       description="Compute NNGP and NTK blocks of a dataset and save them.")
+    g.add_argument("file", help="the .arch file")
+    data_args(g)
+    g.add_argument("--out", required=True, help="output .npz (written atomically)")
+    g.set_defaults(func=cmd_gram)
+
+    r = sub.add_parser("regress", help="kernel regression with NNGP and NTK; prints an accuracy table",
+                       description="Classify a dataset by kernel regression (one-hot minus 0.1 targets) with "
+                                   "the NNGP and the NTK of each architecture.")
+    r.add_argument("files", nargs="+", help="one or more .arch files")
+    data_args(r)
+    r.add_argument("--ridge", default="auto",
+                   help="relative ridge (times the mean diagonal), or 'auto' to choose it on a held-out "
+                        "part of the training set (default)")
+    r.add_argument("--json", help="also write the results to this JSON file")
+    r.set_defaults(func=cmd_regress)
+
+    e = sub.add_parser("run", help="run an experiment described by a YAML file",
+                       description="Run the experiment in CONFIG.yaml; write results.json, a copy of the "
+                                   "config and a plot to its output folder.")
+    e.add_argument("config", help="experiment YAML file")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_run)
+
+    l = sub.add_parser("layers", help="list the layers the .arch language knows, with their parameters")
+    l.set_defaults(func=cmd_layers)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except NtkcError as err:
+        print(f"ntkc: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ntkc: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    import ntkc
+
+    k = ntkc.compile(args.file)
+    if args.emit == "plan":
+        print(k.describe())
+    elif args.emit == "triton":
+        from .compiler.triton_codegen import generate
+        print(generate(k.plan))
+    else:
+        from .compiler.triton_codegen import report
+        print(report(k.plan))
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from .compiler.rules.registry import known_rules
+
+    for name, rule in known_rules().items():
+        params = " ".join(p.describe() for p in rule.params)
+        print(f"{name:<10} {rule.summary()}")
+        if params:
+            print(f"{'':<10} {params}")
+    return 0
+
+
+def _load(args):
+    from .runtime.data import load_dataset
+
+    return load_dataset(args.dataset, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
+                        seed=args.seed, zca=args.zca, layout=args.layout)
+
+
+def _progress(label: str, quiet: bool):
+    """A tqdm bar fed with (done, total) pair counts; None when quiet or not a terminal-less run."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = {"b": None}
+
+    def update(done: int, total: int) -> None:
+        if bar["b"] is None:
+            bar["b"] = tqdm(total=total, desc=label, unit="pair", unit_scale=True, leave=False,
+                            file=sys.stderr, mininterval=0.5)
+        bar["b"].n = done
+        bar["b"].refresh()
+
+    def close():
+        if bar["b"] is not None:
+            bar["b"].close()
+
+    return update, close
+
+
+def kernels(file: str, ds, dtype: str, backend: str, quiet: bool):
+    """Train x train and test x train NNGP / NTK for one architecture, with timings."""
+    import torch
+
+    import ntkc
+
+    k = ntkc.compile(file)
+    dt = torch.float64 if dtype == "float64" else torch.float32
+    name = Path(file).stem
+    update, close = _progress(f"{name} train", quiet)
+    try:
+        tr = k(ds.x_train, dtype=dt, backend=backend, progress=update)
+    finally:
+        close()
+    update, close = _progress(f"{name} test", quiet)
+    try:
+        te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update)
+    finally:
+        close()
+    return k, tr, te
+
+
+def cmd_gram(args) -> int:
+    ds = _load(args)
+    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet)
+    meta = {"arch": k.network.source, "arch_file": args.file, "dataset": ds.name,
+            "description": ds.description, "dtype": args.dtype, "backend": tr.backend,
+            "seconds": tr.seconds + te.seconds, "pairs": tr.pairs + te.pairs}
+    _save_npz(args.out, nngp_train=tr.nngp, ntk_train=tr.ntk, nngp_test=te.nngp, ntk_test=te.ntk,
+              y_train=ds.y_train, y_test=ds.y_test, meta=np.array(json.dumps(meta)))
+    print(f"wrote {args.out}: train {tr.nngp.shape}, test {te.nngp.shape}, "
+          f"{meta['pairs']} pairs in {meta['seconds']:.1f} s ({meta['pairs'] / max(meta['seconds'], 1e-9):.0f} pairs/s)")
+    return 0
+
+
+def _save_npz(path: str, **arrays) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
+    if text in ("auto", None):
+        return None, RIDGES
+    try:
+        return float(text), None
+    except ValueError:
+        raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
+
+
+def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool) -> list[dict]:
+    from .runtime.regression import kernel_regression
+
+    fixed, ridges = _ridge_arg(ridge)
+    k, tr, te = kernels(file, ds, dtype, backend, quiet)
+    rows = []
+    for which in ("nngp", "ntk"):
+        res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
+                                ridge=fixed or 0.0, ridges=ridges, jitter="auto")
+        rows.append({"arch": Path(file).name, "kernel": which.upper(), "n_train": len(ds.y_train),
+                     "n_test": len(ds.y_test), "ridge": res.ridge, "jitter": res.jitter,
+                     "accuracy": res.accuracy, "seconds": tr.seconds + te.seconds,
+                     "pairs": tr.pairs + te.pairs, "backend": tr.backend})
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    head = f"{'architecture':<24} {'kernel':<6} {'train':>6} {'test':>6} {'ridge':>8} {'accuracy':>9} {'kernel time':>12}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ridge = f"{r['ridge']:.0e}" if r["ridge"] else "0"
+        if r.get("jitter"):
+            ridge += "*"
+        lines.append(f"{r['arch']:<24} {r['kernel']:<6} {r['n_train']:>6} {r['n_test']:>6} {ridge:>8} "
+                     f"{100 * r['accuracy']:>8.2f}% {r['seconds']:>10.1f} s")
+    if any(r.get("jitter") for r in rows):
+        lines.append("* a small jitter was added to make the kernel matrix positive definite")
+    return "\n".join(lines)
+
+
+def cmd_regress(args) -> int:
+    ds = _load(args)
+    print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
+          f"{ds.image_shape}; {ds.description}")
+    print(f"kernels in {args.dtype}; ridge {'chosen on a held-out 20% of the training set' if args.ridge == 'auto' else args.ridge}")
+    rows = []
+    for f in args.files:
+        rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet)
+    print(_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runtime.experiment import run_experiment
+
+    out = run_experiment(args.config, quiet=args.quiet)
+    print(_table(out["rows"]))
+    print(f"results in {out['folder']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -127,13 +127,18 @@ _SLIPS = {
 
 _HINTS = {
     "expected `=` between a parameter's name and its value":
-        "write it as `size=3`",
+        "write parameters as `name=value`, for example `size=3`",
     "a parameter has `=` but no value after it": "give a number, a word such as `same`, or `sqrt(2)`",
     "a `repeat` block is not closed with `}`": "add a line with `}` after the block's last statement",
     "`repeat` needs a count and a `{` on the same line: `repeat N {`":
         "for example:  repeat 3 {   (newline)  conv  (newline)  relu  (newline)  }",
     "a `}` closes no `repeat` block": "remove it, or open the block with `repeat N {`",
 }
+
+
+# The parser's state differs at the first statement and later ones: try the slips at both.
+_SLIPS = {label: examples + ["x\n" + e for e in examples] + ["x\nrepeat 2 {\n" + e for e in examples]
+          for label, examples in _SLIPS.items()}
 
 
 def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSyntax, ...]:

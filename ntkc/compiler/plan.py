@@ -169,12 +169,13 @@ def _windows(network: "Network") -> list[Window | None]:
             for l in network.layers]
 
 
-def _analyse(name: str, layers, windows, out_demand: Demand | None, variance_at: set[int]) -> Program:
+def _analyse(name: str, input_shape: Shape, layers, windows, out_demand: Demand | None,
+             variance_at: set[int]) -> Program:
     count = len(layers)
     demands: list[Demand | None] = [None] * (count + 1)
     demands[count] = out_demand
-    if count in variance_at and count > 0:
-        demands[count] = union(demands[count], zero_demand(layers[count - 1].out_shape))
+    if count in variance_at:
+        demands[count] = union(demands[count], zero_demand(layers[count - 1].out_shape if count else input_shape))
     for i in reversed(range(count)):
         d = demands[i + 1]
         if d is not None and windows[i] is not None:
@@ -184,7 +185,7 @@ def _analyse(name: str, layers, windows, out_demand: Demand | None, variance_at:
             d = union(d, zero_demand(layers[i].in_shape))
         demands[i] = d
     steps = tuple(Step(i, layers[i], windows[i], demands[i], demands[i + 1]) for i in range(count))
-    return Program(name, demands[0] if count else None, steps, _stages(steps),
+    return Program(name, demands[0], steps, _stages(steps),
                    tuple(sorted(variance_at)))
 
 
@@ -202,11 +203,11 @@ def lower(network: "Network") -> Plan:
     layers = network.layers
     windows = _windows(network)
     final = network.output
-    pair = _analyse("pair", layers, windows, zero_demand(final), set())
+    pair = _analyse("pair", network.input, layers, windows, zero_demand(final), set())
     acts = [i for i, l in enumerate(layers) if l.rule.kind == "activation"]
     if acts:
         last = acts[-1]
-        image = _analyse("image", layers[:last], windows[:last], None, set(acts))
+        image = _analyse("image", network.input, layers[:last], windows[:last], None, set(acts))
     else:
         image = Program("image", None, (), (), ())
     return Plan(network, pair, image)

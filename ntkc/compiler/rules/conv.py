@@ -6,7 +6,7 @@ NTK   T'[p,q] = w^2 (1/k^2) sum_d T[s p + d - lo, s q + d - lo] + S'[p,q]   (no 
 Padding `same` (TF/JAX convention, lo = total // 2) and `valid` read zeros outside the map,
 `circular` wraps around. Source: Arora et al. 2019, eq. (7)-(8), in neural-tangents' conventions.
 """
-from .base import Param, Params, Shape, Window, WindowRule, conv_axis, require_map
+from .base import LayerError, Param, Params, Shape, Window, WindowRule, conv_axis, require_map
 from .registry import register
 
 
@@ -26,9 +26,8 @@ class Conv(WindowRule):
 
     def window(self, p: Params, shape: Shape) -> Window:
         require_map(self.name, shape)
-        if p.padding != "valid" and p.size % 2 == 0:
-            from .base import LayerError
-            raise LayerError(f"`{p.padding}` padding needs an odd size, got size={p.size}",
+        if p.padding == "same" and p.size % 2 == 0:
+            raise LayerError(f"`same` padding needs an odd size, got size={p.size}",
                              hint="use an odd size such as 3, or padding=valid", param="size")
         return Window(
             rows=conv_axis(shape.height, p.size, p.stride, p.padding, axis="height"),

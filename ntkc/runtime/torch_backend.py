@@ -76,14 +76,19 @@ class _AxisMap:
             pads.append((lo, hi))
         self.pads = tuple(pads)
         self.starts = [(a + pads[0][0], b + pads[1][0]) for a, b in starts]
+        # Same-size, stride-1, zero-padded windows with an unshifted term: no padding needed.
+        self.shifts = None
+        if (s == 1 and not axis.wrap and _dims(lin) == _dims(lout) and (0, 0) in starts
+                and (lin.full or lin.lo == lout.lo)):
+            self.shifts = [st for st in starts if st != (0, 0)]
 
-    def apply(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        """Apply along dims (dim, dim + 1) of a 5-D state."""
+    def apply(self, x: torch.Tensor, dim: int, weight: float = 1.0) -> torch.Tensor:
+        """Apply along dims (dim, dim + 1) of a 5-D state, times `weight`."""
         if self.path == "identity":
-            return x
+            return x * weight if weight != 1.0 else x
         shape = list(x.shape)
         if self.path == "matrix":
-            m = self.matrix.to(x.dtype)
+            m = self.matrix.to(x.dtype) * weight
             if dim + 2 == x.dim():  # last axis: [..., in] @ [in, out]
                 out = x.reshape(shape[:dim] + [-1]) @ m.T
             else:  # [out, in] @ [B, in, rest]
@@ -95,10 +100,14 @@ class _AxisMap:
             merged = F.pad(merged, pad)
             y = merged.index_select(dim, self.table)
             y = y.view(shape[:dim] + [self.lout.size, self.terms] + shape[dim + 2:]).sum(dim + 1)
+            if weight != 1.0:
+                y = y.mul_(weight)
             return y.reshape(shape[:dim] + list(self.out_dims) + shape[dim + 2:])
-        return self._views(x, dim)
+        return self._views(x, dim, weight)
 
-    def _views(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+    def _views(self, x: torch.Tensor, dim: int, weight: float = 1.0) -> torch.Tensor:
+        if self.shifts is not None:
+            return self._shifts(x, dim, weight)
         (pa0, pa1), (pb0, pb1) = self.pads
         if self.wrap:  # full layout, circular: pad by wrapping positions around
             n = self.n_in
@@ -118,7 +127,19 @@ class _AxisMap:
                 idx[dim] = slice(None, None, s)
                 idx[dim + 1] = slice(None, None, s)
                 v = v[tuple(idx)]
-            out = v.clone(memory_format=torch.contiguous_format) if out is None else out.add_(v)
+            out = torch.mul(v, weight) if out is None else out.add_(v, alpha=weight)
+        return out
+
+    def _shifts(self, x: torch.Tensor, dim: int, weight: float) -> torch.Tensor:
+        """Stride-1, size-preserving windows: the unshifted term, then each shifted term added
+        into the sub-rectangle where it reads inside the map (outside reads are zeros)."""
+        out = torch.mul(x, weight)
+        for (da, db) in self.shifts:
+            dst, src = [slice(None)] * x.dim(), [slice(None)] * x.dim()
+            for k, (d, n) in enumerate(((da, x.shape[dim]), (db, x.shape[dim + 1]))):
+                dst[dim + k] = slice(max(0, -d), min(n, n - d))
+                src[dim + k] = slice(max(0, d), min(n, n + d))
+            out[tuple(dst)].add_(x[tuple(src)], alpha=weight)
         return out
 
 
@@ -270,8 +291,9 @@ class TorchExecutor:
         w = entry["step"].window
         my, mx = entry["maps"]
         lay = entry["layout"]
-        s_new = mx.apply(my.apply(s, 1), 3).mul_(w.weight) if my.path != "identity" or mx.path != "identity" \
-            else s * w.weight
+        s_new = mx.apply(my.apply(s, 1, w.weight), 3)
+        if s_new is s:
+            s_new = s.clone()
         if w.bias:
             s_new = s_new.add_(w.bias)
         if lay.mask is not None:
@@ -279,8 +301,7 @@ class TorchExecutor:
         if not ntk:
             return s_new, None
         if t is not None:
-            t = mx.apply(my.apply(t, 1), 3) * w.weight if (my.path != "identity" or mx.path != "identity") \
-                else t * w.weight
+            t = mx.apply(my.apply(t, 1, w.weight), 3)
             if lay.mask is not None:
                 t = t.masked_fill_(~lay.mask, 0.0)
         if w.trainable:

@@ -148,7 +148,7 @@ def _placement(l: AxisLayout, side: int) -> tuple[str, np.ndarray | None]:
     gather table [dims] of positions (zero slot n) for the b-side of a band."""
     if l.full:
         return ("a" if side == 0 else "b"), None
-    if side == 0:
+    if side == 0 or l.lo == l.hi == 0:  # plane 0 alone: q = p
         return "b", None
     d, p = np.divmod(np.arange(l.size), l.n)
     q = p - (d + l.lo)

@@ -122,3 +122,12 @@ def test_progress_reports_pairs(k, x):
     seen = []
     k(x, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (15, 15)
+
+
+@pytest.mark.slow
+def test_torch_compiled_pair_program_equals_eager(k, x):
+    """`fuse=True` (torch.compile of the pair program, used for long runs) changes no result."""
+    eager = k(x, dtype=torch.float64, fuse=False)
+    fused = k(x, x[:3], dtype=torch.float64, fuse=True)
+    torch.testing.assert_close(fused.ntk, eager.ntk[:, :3], rtol=1e-12, atol=0)
+    torch.testing.assert_close(fused.nngp, eager.nngp[:, :3], rtol=1e-12, atol=0)

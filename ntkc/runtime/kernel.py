@@ -15,6 +15,7 @@ from ..compiler.plan import Plan, describe
 from ..errors import BackendError, InputError
 
 DEFAULT_MEMORY = 2 << 30  # bytes of working memory for pair batches
+FUSE_FLOPS = 3e11  # work above which the torch backend compiles its pair program (~a minute eager)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class CompiledKernel:
 
     def __call__(self, x1, x2=None, dtype: torch.dtype = torch.float32, backend: str = "auto",
                  device=None, memory: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> KernelResult:
+                 progress: Callable[[int, int], None] | None = None, fuse: bool | None = None) -> KernelResult:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = _check_dtype(dtype)
         t1 = self._check_images(x1, "x1", dtype, device)
@@ -70,11 +71,24 @@ class CompiledKernel:
             as_numpy = False
         executor = self.executor(backend, dtype, dev)
         start = time.perf_counter()
-        nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress)
+        if fuse is None:
+            fuse = self._fuse_by_default(executor, t1, t2)
+        nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress, fuse)
         seconds = time.perf_counter() - start
         if as_numpy:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
         return KernelResult(nngp, ntk, seconds, npairs, executor.name)
+
+    def _fuse_by_default(self, executor, x1, x2) -> bool:
+        """torch.compile the pair program when the run is long enough to repay compiling it."""
+        env = os.environ.get("NTKC_TORCH_COMPILE")
+        if env is not None:
+            return env == "1"
+        if executor.name != "torch":
+            return False
+        n1 = x1.shape[0]
+        pairs = n1 * (n1 + 1) // 2 if x2 is None else n1 * x2.shape[0]
+        return pairs * self.plan.pair.flops() > FUSE_FLOPS
 
     def executor(self, backend: str, dtype: torch.dtype, device: torch.device):
         backend = resolve_backend(backend, device)
@@ -169,7 +183,7 @@ def fingerprints(x: torch.Tensor) -> list[bytes]:
 
 
 def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
-         progress: Callable[[int, int], None] | None = None):
+         progress: Callable[[int, int], None] | None = None, fuse: bool = False):
     """Compute NNGP and NTK [n1, n2] in pair batches that fit `memory` bytes."""
     symmetric = x2 is None
     xb = x1 if symmetric else x2
@@ -194,7 +208,8 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
         same = torch.as_tensor([f1[a] == f2[b] for a, b in zip(ii[start:start + batch], jj[start:start + batch])],
                                device=dev)
         s, t = executor.pairs(x1.index_select(0, i), xb.index_select(0, j),
-                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb], same)
+                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb], same,
+                              **({"fused": True} if fuse else {}))
         nngp[i, j] = s
         ntk[i, j] = t
         if symmetric:

@@ -10,6 +10,9 @@ Only demanded planes are ever computed.
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -92,7 +95,7 @@ class _AxisMap:
             if dim + 2 == x.dim():  # last axis: [..., in] @ [in, out]
                 out = x.reshape(shape[:dim] + [-1]) @ m.T
             else:  # [out, in] @ [B, in, rest]
-                out = m @ x.reshape(shape[0], -1, int(np.prod(shape[dim + 2:])))
+                out = m @ x.reshape(shape[0], -1, math.prod(shape[dim + 2:]))
             return out.reshape(shape[:dim] + list(self.out_dims) + shape[dim + 2:])
         if self.path == "gather":
             merged = x.reshape(shape[:dim] + [-1] + shape[dim + 2:])
@@ -234,6 +237,18 @@ class TorchExecutor:
         self.device = device
         self.pair = _Compiled(plan.pair, device)
         self.image = _Compiled(plan.image, device)
+        self._fused = None  # torch.compile'd `_pairs`, made on first use by `fuse()`
+
+    def fuse(self) -> bool:
+        """Use torch.compile for the pair program (fuses each layer's elementwise work; worth it
+        for long runs, costs tens of seconds once). Returns False if it cannot be compiled here."""
+        if self._fused is None:
+            try:
+                self._fused = torch.compile(self._pairs, dynamic=None)
+            except Exception as err:  # no compiler toolchain, unsupported platform, ...
+                warnings.warn(f"torch.compile is unavailable ({err}); running eagerly")
+                self._fused = False
+        return bool(self._fused)
 
     def variance_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-image variance maps [N, h, w] at the input of every activation, in order."""
@@ -256,15 +271,24 @@ class TorchExecutor:
             maps.append(self._diag_map(lay, s))
         return maps
 
-    def pairs(self, xa, xb, va, vb, same):
+    def pairs(self, xa, xb, va, vb, same, fused: bool = False):
         """NNGP and NTK of the pairs (xa[i], xb[i]); va / vb are their variance maps."""
+        if fused and self.fuse():
+            try:
+                return self._fused(xa, xb, va, vb, same, True)
+            except Exception as err:  # a failed compile must not lose the user's run
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); running eagerly")
+                self._fused = False
+        return self._pairs(xa, xb, va, vb, same, False)
+
+    def _pairs(self, xa, xb, va, vb, same, traced: bool):
         prog = self.pair
         s = self._input_covariance(prog.inputs, xa, xb)
         t = None  # the NTK is zero until the first trainable layer
         act = 0
         for entry in prog.steps:
             if entry["step"].kind == "activation":
-                s, t = self._activation(entry, s, t, va[act], vb[act], same)
+                s, t = self._activation(entry, s, t, va[act], vb[act], same, traced)
                 act += 1
             else:
                 s, t = self._window(entry, s, t, ntk=True)
@@ -308,7 +332,7 @@ class TorchExecutor:
             t = s_new.clone() if t is None else t.add_(s_new)
         return s_new, t
 
-    def _activation(self, entry, s, t, va, vb, same):
+    def _activation(self, entry, s, t, va, vb, same, traced: bool = False):
         step, lay = entry["step"], entry["layout"]
         rule, params = step.layer.rule, step.layer.params
         v1 = lay.spread(va, 0)
@@ -316,7 +340,7 @@ class TorchExecutor:
         u = s
         if vb is None:
             same_diag = lay.diag  # the image program: every pair is a self pair
-        elif same is not None and bool(same.any()):
+        elif same is not None and (traced or bool(same.any())):
             same_diag = lay.diag & same.view(-1, 1, 1, 1, 1)
         else:
             same_diag = None

@@ -131,3 +131,18 @@ def test_torch_compiled_pair_program_equals_eager(k, x):
     fused = k(x, x[:3], dtype=torch.float64, fuse=True)
     torch.testing.assert_close(fused.ntk, eager.ntk[:, :3], rtol=1e-12, atol=0)
     torch.testing.assert_close(fused.nngp, eager.nngp[:, :3], rtol=1e-12, atol=0)
+
+
+def test_tiles_and_memmap_output(k, x, tmp_path, monkeypatch):
+    """Small tiles (variance maps recomputed per tile) and numpy/memmap outputs change nothing."""
+    from ntkc.runtime import kernel as kmod
+
+    base = k(x, dtype=torch.float64)
+    ex = k.executor("torch", torch.float64, torch.device("cpu"))
+    mm = [np.lib.format.open_memmap(tmp_path / f"{n}.npy", mode="w+", dtype=np.float64, shape=(5, 5))
+          for n in ("nngp", "ntk")]
+    nngp, ntk, pairs = kmod.gram(ex, x, None, 1 << 30, tile=2, out=mm)
+    assert pairs == 15
+    np.testing.assert_allclose(np.load(tmp_path / "ntk.npy"), base.ntk.numpy(), rtol=1e-12, atol=0)
+    cross = kmod.gram(ex, x[:3], x, 1 << 30, tile=2)
+    torch.testing.assert_close(cross[1], base.ntk[:3], rtol=1e-12, atol=0)

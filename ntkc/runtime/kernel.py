@@ -41,7 +41,8 @@ class CompiledKernel:
 
     Call it as `k(x1, x2=None, dtype=torch.float32, backend="auto")` with NCHW arrays (numpy or
     torch). With `x2` omitted the symmetric Gram matrix of `x1` is computed, each unordered pair
-    once. `backend` is "torch", "triton" or "auto" (triton on a CUDA device when available, else
+    once. Working memory is bounded by `memory` bytes whatever the number of images; pass
+    `out=(nngp, ntk)` numpy arrays (np.memmap for matrices larger than RAM) to receive the results. `backend` is "torch", "triton" or "auto" (triton on a CUDA device when available, else
     torch).
     """
 
@@ -61,7 +62,8 @@ class CompiledKernel:
 
     def __call__(self, x1, x2=None, dtype: torch.dtype = torch.float32, backend: str = "auto",
                  device=None, memory: int | None = None,
-                 progress: Callable[[int, int], None] | None = None, fuse: bool | None = None) -> KernelResult:
+                 progress: Callable[[int, int], None] | None = None, fuse: bool | None = None,
+                 out=None) -> KernelResult:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = _check_dtype(dtype)
         t1 = self._check_images(x1, "x1", dtype, device)
@@ -73,9 +75,9 @@ class CompiledKernel:
         start = time.perf_counter()
         if fuse is None:
             fuse = self._fuse_by_default(executor, t1, t2)
-        nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress, fuse)
+        nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress, fuse, out)
         seconds = time.perf_counter() - start
-        if as_numpy:
+        if as_numpy and out is None:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
         return KernelResult(nngp, ntk, seconds, npairs, executor.name)
 
@@ -182,42 +184,71 @@ def fingerprints(x: torch.Tensor) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
 
 
+TILE = 1024  # images per tile side: variance maps are held for two tiles at a time
+
+
 def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
-         progress: Callable[[int, int], None] | None = None, fuse: bool = False):
-    """Compute NNGP and NTK [n1, n2] in pair batches that fit `memory` bytes."""
+         progress: Callable[[int, int], None] | None = None, fuse: bool = False, out=None,
+         tile: int = TILE):
+    """NNGP and NTK [n1, n2], tile by tile, in pair batches that fit `memory` bytes.
+
+    Variance maps are computed per tile (cheap next to the pairs), so working memory does not
+    grow with the number of images; `out=(nngp, ntk)` (numpy arrays, e.g. np.memmap) receives
+    the results instead of new tensors. With `x2` None each unordered pair is computed once.
+    """
     symmetric = x2 is None
     xb = x1 if symmetric else x2
     n1, n2 = x1.shape[0], xb.shape[0]
-    va = _maps(executor, x1, memory)
-    vb = va if symmetric else _maps(executor, xb, memory)
     f1 = fingerprints(x1)
     f2 = f1 if symmetric else fingerprints(xb)
     batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
     dev = x1.device
-    nngp = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
-    ntk = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
-    if symmetric:
-        ii, jj = np.triu_indices(n1)
+    if out is None:
+        nngp = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
+        ntk = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
     else:
-        ii, jj = (a.reshape(-1) for a in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
-    total = len(ii)
-    # Pairs sharing an image sit together, so each batch gathers few distinct maps.
-    for start in range(0, total, batch):
-        i = torch.as_tensor(ii[start:start + batch], device=dev)
-        j = torch.as_tensor(jj[start:start + batch], device=dev)
-        same = torch.as_tensor([f1[a] == f2[b] for a, b in zip(ii[start:start + batch], jj[start:start + batch])],
-                               device=dev)
-        s, t = executor.pairs(x1.index_select(0, i), xb.index_select(0, j),
-                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb], same,
-                              **({"fused": True} if fuse else {}))
-        nngp[i, j] = s
-        ntk[i, j] = t
-        if symmetric:
-            nngp[j, i] = s
-            ntk[j, i] = t
-        if progress is not None:
-            progress(min(start + batch, total), total)
+        nngp, ntk = out
+        if tuple(nngp.shape) != (n1, n2) or tuple(ntk.shape) != (n1, n2):
+            raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
+    total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+    done = 0
+    extra = {"fused": True} if fuse else {}
+    for a0 in range(0, n1, tile):
+        a1 = min(n1, a0 + tile)
+        va = _maps(executor, x1[a0:a1], memory)
+        for b0 in range(a0 if symmetric else 0, n2, tile):
+            b1 = min(n2, b0 + tile)
+            vb = va if (symmetric and b0 == a0) else _maps(executor, xb[b0:b1], memory)
+            if symmetric and b0 == a0:
+                ii, jj = np.triu_indices(a1 - a0)
+            else:
+                ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(a1 - a0), np.arange(b1 - b0), indexing="ij"))
+            for start in range(0, len(ii), batch):
+                bi, bj = ii[start:start + batch], jj[start:start + batch]
+                i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
+                same = torch.as_tensor([f1[a0 + p] == f2[b0 + q] for p, q in zip(bi, bj)], device=dev)
+                s, t = executor.pairs(x1[a0:a1].index_select(0, i), xb[b0:b1].index_select(0, j),
+                                      [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb],
+                                      same, **extra)
+                _store(nngp, ntk, a0 + bi, b0 + bj, s, t, symmetric)
+                done += len(bi)
+                if progress is not None:
+                    progress(done, total)
     return nngp, ntk, total
+
+
+def _store(nngp, ntk, rows, cols, s, t, symmetric: bool) -> None:
+    if isinstance(nngp, torch.Tensor):
+        r = torch.as_tensor(rows, device=nngp.device)
+        c = torch.as_tensor(cols, device=nngp.device)
+    else:
+        r, c = rows, cols
+        s, t = s.detach().cpu().numpy(), t.detach().cpu().numpy()
+    nngp[r, c] = s
+    ntk[r, c] = t
+    if symmetric:
+        nngp[c, r] = s
+        ntk[c, r] = t
 
 
 def _maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:

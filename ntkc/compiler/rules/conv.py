@@ -3,10 +3,11 @@
 NNGP  S'[p,q] = w^2 (1/k^2) sum_d S[s p + d - lo, s q + d - lo] + b^2
 NTK   T'[p,q] = w^2 (1/k^2) sum_d T[s p + d - lo, s q + d - lo] + S'[p,q]   (no + S' if frozen)
 
-Padding `same` (TF/JAX convention, lo = total // 2) and `valid` read zeros outside the map,
-`circular` wraps around. Source: Arora et al. 2019, eq. (7)-(8), in neural-tangents' conventions.
+Padding `same` (TF/JAX convention: total = (out - 1) s + k - n, lo = total // 2, so odd k at
+stride 1 is centred and an even k pads one more at the high end) and `valid` read zeros outside
+the map, `circular` wraps around. Source: Arora et al. 2019, eq. (7)-(8), in neural-tangents' conventions.
 """
-from .base import LayerError, Param, Params, Shape, Window, WindowRule, conv_axis, require_map
+from .base import Param, Params, Shape, Window, WindowRule, conv_axis, require_map
 from .registry import register
 
 
@@ -26,9 +27,6 @@ class Conv(WindowRule):
 
     def window(self, p: Params, shape: Shape) -> Window:
         require_map(self.name, shape)
-        if p.padding == "same" and p.size % 2 == 0:
-            raise LayerError(f"`same` padding needs an odd size, got size={p.size}",
-                             hint="use an odd size such as 3, or padding=valid", param="size")
         return Window(
             rows=conv_axis(shape.height, p.size, p.stride, p.padding, axis="height"),
             cols=conv_axis(shape.width, p.size, p.stride, p.padding, axis="width"),

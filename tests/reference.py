@@ -1,0 +1,354 @@
+"""An independent float64 reference for the infinite-width NNGP and NTK of `.arch` CNNs.
+
+Written straight from the formulas of DESIGN.md section 1 on FULL 4-D covariance tensors
+S[h1, w1, h2, w2] (position (h1, w1) of image a against (h2, w2) of image b). It shares no
+code with the `ntkc` package and never imports it, so the package can be tested against it.
+
+A network is a list of layers `(name, params)`; `params` is a dict with every parameter
+resolved (use `layer()` to fill in the defaults). `parse_arch()` is a deliberately tiny reader
+for `.arch` text (only what the tests write) and `arch_text()` writes a layer list back out, so
+the tests can build both the package's input and the reference's from one description.
+
+Everything is numpy float64; the code is written for clarity, not speed (a 7x7 map has 49^2
+entries per pair, a few thousand numbers).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "erf", "identity")
+
+DEFAULTS = {
+    "conv": {"size": 3, "stride": 1, "padding": "same", "w_std": 1.0, "b_std": 0.0, "trainable": True},
+    "dense": {"w_std": 1.0, "b_std": 0.0, "trainable": True},
+    "avgpool": {"size": None, "stride": None},  # size is required; stride defaults to size
+    "relu": {},
+    "erf": {},
+    "identity": {},
+    "gap": {},
+    "flatten": {},
+}
+
+
+def layer(name: str, **params) -> tuple[str, dict]:
+    """One layer with its defaults filled in."""
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown layer {name!r}")
+    full = dict(DEFAULTS[name])
+    unknown = set(params) - set(full)
+    if unknown:
+        raise ValueError(f"{name}: unknown parameters {sorted(unknown)}")
+    full.update(params)
+    if name == "avgpool":
+        if full["size"] is None:
+            raise ValueError("avgpool needs size=")
+        if full["stride"] is None:
+            full["stride"] = full["size"]
+    for key in ("w_std", "b_std"):
+        if key in full:
+            full[key] = float(full[key])
+    for key in ("size", "stride"):
+        if key in full:
+            full[key] = int(full[key])
+    return (name, full)
+
+
+# ----------------------------------------------------------------------------------------------
+# geometry, one spatial axis at a time
+
+
+def conv_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
+    """(output size, lo) of a conv along an axis of input size n.
+
+    Output position o reads input positions s*o + d - lo, d in [0, k).
+    same/circular: out = ceil(n/s), pad_total = max((out-1)*s + k - n, 0), lo = pad_total // 2
+    (the TF/JAX 'SAME' rule); valid: out = (n-k)//s + 1, lo = 0.
+    """
+    if padding == "valid":
+        if k > n:
+            raise ValueError(f"valid conv of size {k} on a map of size {n}")
+        return (n - k) // s + 1, 0
+    if padding in ("same", "circular"):
+        out = -(-n // s)
+        pad_total = max((out - 1) * s + k - n, 0)
+        return out, pad_total // 2
+    raise ValueError(f"unknown padding {padding!r}")
+
+
+def conv_taps(n: int, k: int, s: int, padding: str) -> np.ndarray:
+    """A[d, o, i] = 1 when tap d of output o reads input i (zero rows for taps in the padding)."""
+    out, lo = conv_geometry(n, k, s, padding)
+    A = np.zeros((k, out, n))
+    for d in range(k):
+        for o in range(out):
+            i = s * o + d - lo
+            if padding == "circular":
+                A[d, o, i % n] = 1.0
+            elif 0 <= i < n:
+                A[d, o, i] = 1.0
+    return A
+
+
+def pool_matrix(n: int, k: int, s: int) -> np.ndarray:
+    """M[o, i] = 1/k for i in [s*o, s*o + k): windows inside the map only."""
+    if k > n:
+        raise ValueError(f"avgpool of size {k} on a map of size {n}")
+    out = (n - k) // s + 1
+    M = np.zeros((out, n))
+    for o in range(out):
+        M[o, s * o: s * o + k] = 1.0 / k
+    return M
+
+
+# ----------------------------------------------------------------------------------------------
+# the layer maps on one pair
+
+
+def _relu(u, v1, v2):
+    r = np.sqrt(np.maximum(v1 * v2 - u * u, 0.0))
+    theta = np.arctan2(r, u)
+    return (r + (math.pi - theta) * u) / (2 * math.pi), (math.pi - theta) / (2 * math.pi)
+
+
+def _erf(u, v1, v2):
+    prod = (1 + 2 * v1) * (1 + 2 * v2)
+    value = (2 / math.pi) * np.arcsin(np.clip(2 * u / np.sqrt(prod), -1.0, 1.0))
+    factor = (4 / math.pi) / np.sqrt(prod - 4 * u * u)
+    return value, factor
+
+
+def _identity(u, v1, v2):
+    return u, np.ones_like(u)
+
+
+_ACT = {"relu": _relu, "erf": _erf, "identity": _identity}
+
+
+def _diagonal(S):
+    """v[p] = S[p, p] of a self pair (a 2-D map, or the scalar itself after the readout)."""
+    return S if S.ndim == 0 else np.einsum("ijij->ij", S)
+
+
+def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
+    """Propagate (S, T) of the pair (xa, xb) through `layers`.
+
+    var_a / var_b: the variances v at the input of each activation, from the self pairs. When
+    they are None this IS a self pair (xa is xb) and the variances are read off its own
+    diagonal and returned, so the caller can run the self pairs first and reuse them.
+    probe(name, u, v1, v2), if given, sees the input of every activation.
+    """
+    C = xa.shape[0]
+    S = np.einsum("cij,ckl->ijkl", xa, xb) / C
+    T = np.zeros_like(S)
+    recorded = []
+    n_act = 0
+    for name, p in layers:
+        if name == "conv":
+            if S.ndim == 0:
+                raise ValueError("conv after the readout")
+            Ah = conv_taps(S.shape[0], p["size"], p["stride"], p["padding"])
+            Aw = conv_taps(S.shape[1], p["size"], p["stride"], p["padding"])
+            scale = p["w_std"] ** 2 / p["size"] ** 2
+
+            # sum over taps d = (x, y), the SAME tap on both sides: S[s p + d - lo, s q + d - lo]
+            def conv(X):
+                return scale * np.einsum("xai,ybj,xcl,yem,ijlm->abce", Ah, Aw, Ah, Aw, X, optimize=True)
+
+            S_new = conv(S) + p["b_std"] ** 2
+            T = conv(T) + (S_new if p["trainable"] else 0.0)
+            S = S_new
+        elif name == "avgpool":
+            if S.ndim == 0:
+                raise ValueError("avgpool after the readout")
+            Mh = pool_matrix(S.shape[0], p["size"], p["stride"])
+            Mw = pool_matrix(S.shape[1], p["size"], p["stride"])
+
+            def pool(X):
+                return np.einsum("ai,bj,cl,em,ijlm->abce", Mh, Mw, Mh, Mw, X, optimize=True)
+
+            S, T = pool(S), pool(T)
+        elif name in ACTIVATIONS:
+            if var_a is None:
+                v1 = v2 = _diagonal(S)
+                recorded.append(v1)
+            else:
+                v1, v2 = var_a[n_act], var_b[n_act]
+            n_act += 1
+            if S.ndim == 4:
+                v1 = v1[:, :, None, None]
+                v2 = v2[None, None, :, :]
+            if probe is not None:
+                probe(name, S, v1, v2)
+            S, factor = _ACT[name](S, v1, v2)
+            T = factor * T
+        elif name == "gap":
+            if S.ndim == 0:
+                raise ValueError("second readout")
+            S, T = S.mean(), T.mean()
+        elif name == "flatten":
+            if S.ndim == 0:
+                raise ValueError("second readout")
+            S, T = _diagonal(S).mean(), _diagonal(T).mean()
+        elif name == "dense":
+            if S.ndim != 0:
+                raise ValueError("dense before the readout")
+            S_new = p["w_std"] ** 2 * S + p["b_std"] ** 2
+            T = p["w_std"] ** 2 * T + (S_new if p["trainable"] else 0.0)
+            S = S_new
+        else:
+            raise ValueError(f"unknown layer {name!r}")
+    if S.ndim != 0:
+        raise ValueError("the network has no readout (gap or flatten)")
+    return float(S), float(T), recorded
+
+
+def reference_kernels(layers, x1, x2=None):
+    """(nngp [n1, n2], ntk [n1, n2]) in float64 for images x1 [n1, C, H, W], x2 [n2, C, H, W].
+
+    x2=None means x2 = x1.
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    layers = [layer(name, **params) for name, params in layers]
+    var1 = [_pair(layers, x, x)[2] for x in x1]
+    var2 = var1 if x2 is x1 else [_pair(layers, x, x)[2] for x in x2]
+    nngp = np.zeros((len(x1), len(x2)))
+    ntk = np.zeros((len(x1), len(x2)))
+    for i, a in enumerate(x1):
+        for j, b in enumerate(x2):
+            nngp[i, j], ntk[i, j], _ = _pair(layers, a, b, var1[i], var2[j])
+    return nngp, ntk
+
+
+def min_relu_decorrelation(layers, x1, x2=None):
+    """min over the inputs of every relu of 1 - u^2 / (v1 v2), i.e. 1 - correlation^2, leaving
+    out the exact self-correlations (position p of an image with itself).
+
+    Near 0 the relu NTK factor (pi - theta) / (2 pi) is ill-conditioned: theta = atan2(r, u)
+    with r = sqrt(v1 v2 - u^2), so a relative rounding e of the covariances moves theta by
+    ~sqrt(e). Exactly collinear features (one input channel and only 1x1 convs before the relu,
+    one-pixel one-channel images, ...) give 0 here, and any implementation working in a
+    precision with unit roundoff eps can only promise ~sqrt(eps) relative accuracy for them.
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    layers = [layer(name, **params) for name, params in layers]
+    var1 = [_pair(layers, x, x)[2] for x in x1]
+    var2 = [_pair(layers, x, x)[2] for x in x2]
+    worst = [math.inf]
+
+    for i, a in enumerate(x1):
+        for j, b in enumerate(x2):
+            same = a.shape == b.shape and np.array_equal(a, b)
+
+            def probe(name, u, v1, v2):
+                if name != "relu" or (same and np.ndim(u) == 0):
+                    return
+                dec = 1 - u * u / np.maximum(v1 * v2, 1e-300)
+                if same:  # leave out p = q
+                    n = u.shape[0] * u.shape[1]
+                    dec = dec.reshape(n, n).copy()
+                    np.fill_diagonal(dec, np.inf)
+                worst[0] = min(worst[0], float(np.min(dec)))
+
+            _pair(layers, a, b, var1[i], var2[j], probe)
+    return worst[0]
+
+
+def output_shape(layers, height, width):
+    """The (h, w) map size before the readout (raises on an impossible geometry)."""
+    h, w = height, width
+    for name, p in layers:
+        if name == "conv":
+            h = conv_geometry(h, p["size"], p["stride"], p["padding"])[0]
+            w = conv_geometry(w, p["size"], p["stride"], p["padding"])[0]
+        elif name == "avgpool":
+            h, w = pool_matrix(h, p["size"], p["stride"]).shape[0], pool_matrix(w, p["size"], p["stride"]).shape[0]
+        elif name in ("gap", "flatten"):
+            break
+    return h, w
+
+
+# ----------------------------------------------------------------------------------------------
+# .arch text, both ways
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if value == math.sqrt(2):
+        return "sqrt(2)"
+    return repr(float(value))
+
+
+def arch_text(layers, height, width, channels, explicit=True) -> str:
+    """`.arch` source for `layers`. explicit=False leaves out parameters equal to their default."""
+    lines = [f"input height={height} width={width} channels={channels}"]
+    for name, params in layers:
+        name, full = layer(name, **params)
+        shown = {
+            key: value
+            for key, value in full.items()
+            if explicit or key == "size" and name == "avgpool" or DEFAULTS[name].get(key, object()) != value
+        }
+        if name == "avgpool" and not explicit and shown.get("stride") == full["size"]:
+            del shown["stride"]
+        lines.append(" ".join([name] + [f"{k}={_format_value(v)}" for k, v in shown.items()]))
+    return "\n".join(lines) + "\n"
+
+
+def _parse_value(text: str):
+    m = re.fullmatch(r"sqrt\(\s*([-+0-9.eE]+)\s*\)", text)
+    if m:
+        return math.sqrt(float(m.group(1)))
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"[-+]?\d+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_arch(text: str):
+    """A tiny `.arch` reader: returns ((height, width, channels), layers with defaults filled).
+
+    Enough for the hand-written networks of the tests: `#` comments, `repeat N {` ... `}` blocks
+    (nestable, braces as the brief writes them), `key=value` with numbers, words and sqrt(x).
+    """
+    stack = [[]]  # open blocks: lists of statements
+    counts = []
+    shape = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"repeat\s+(\d+)\s*\{", line)
+        if m:
+            counts.append(int(m.group(1)))
+            stack.append([])
+            continue
+        if line == "}":
+            body = stack.pop()
+            stack[-1].extend(body * counts.pop())
+            continue
+        name, *pairs = line.split()
+        params = {}
+        for pair in pairs:
+            key, value = pair.split("=", 1)
+            params[key] = _parse_value(value)
+        if name == "input":
+            shape = (params["height"], params["width"], params["channels"])
+            continue
+        stack[-1].append(layer(name, **params))
+    if len(stack) != 1 or shape is None:
+        raise ValueError("unbalanced repeat block or no input line")
+    return shape, [(name, dict(params)) for name, params in stack[0]]

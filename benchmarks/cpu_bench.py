@@ -31,7 +31,7 @@ CONFIGS = [  # (example, images, dtype)
 ]
 
 
-def child(example: str, n: int, dtype: str, repeats: int, memory: int | None) -> None:
+def child(example: str, n: int, dtype: str, repeats: int, memory: int | None, fuse: bool) -> None:
     import resource
 
     import torch
@@ -42,15 +42,18 @@ def child(example: str, n: int, dtype: str, repeats: int, memory: int | None) ->
     k = ntkc.compile(ROOT / "examples" / f"{example}.arch")
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 32, 32, generator=gen)
-    k(x[: max(2, n // 4)], dtype=dt, backend="torch", memory=memory)  # warm-up
+    start = time.perf_counter()
+    k(x[: max(2, n // 4)], dtype=dt, backend="torch", memory=memory, fuse=fuse)  # warm-up (and compile)
+    warmup = time.perf_counter() - start
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        r = k(x, dtype=dt, backend="torch", memory=memory)
+        r = k(x, dtype=dt, backend="torch", memory=memory, fuse=fuse)
         rates.append(r.pairs / (time.perf_counter() - start))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"example": example, "n": n, "dtype": dtype, "pairs": r.pairs, "rates": rates,
-                      "peak_bytes": peak, "threads": torch.get_num_threads()}))
+                      "peak_bytes": peak, "threads": torch.get_num_threads(), "fuse": fuse,
+                      "warmup_s": warmup}))
 
 
 def main() -> None:
@@ -59,13 +62,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", help="run only examples whose name contains this")
     ap.add_argument("--memory", type=int, help="working memory in bytes for pair batches")
+    ap.add_argument("--fuse", choices=("both", "eager", "compiled"), default="both",
+                    help="run eagerly, with the torch.compile'd pair program, or both (default)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child-fuse", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.memory)
+        child(args.child[0], int(args.child[1]), args.child[2], args.repeats, args.memory, args.child_fuse)
         return
     rows = []
-    for example, n, dtype in CONFIGS:
+    modes = {"both": (False, True), "eager": (False,), "compiled": (True,)}[args.fuse]
+    for (example, n, dtype), fuse in ((c, f) for c in CONFIGS for f in modes):
         if args.only and args.only not in example:
             continue
         if args.quick:
@@ -74,22 +81,25 @@ def main() -> None:
                "--repeats", str(1 if args.quick else args.repeats)]
         if args.memory:
             cmd += ["--memory", str(args.memory)]
+        if fuse:
+            cmd.append("--child-fuse")
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             raise SystemExit(f"{example} {dtype} failed")
         res = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(res)
-        print(f"{example} {dtype}: {statistics.median(res['rates']):.1f} pairs/s "
+        print(f"{example} {dtype} {'compiled' if fuse else 'eager'}: {statistics.median(res['rates']):.1f} pairs/s "
               f"(runs: {', '.join(f'{r:.1f}' for r in res['rates'])}), peak {res['peak_bytes'] / 2**30:.2f} GiB",
               file=sys.stderr)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {rows[0]['threads'] if rows else '?'} threads, "
           f"python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
-    print("| network | dtype | images (pairs) | pairs/s (median) | runs | peak memory |")
-    print("|---|---|---|---|---|---|")
+    print("| network | dtype | mode | images (pairs) | pairs/s (median) | runs | peak memory | warm-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['example']} | {r['dtype']} | {r['n']} ({r['pairs']}) | {statistics.median(r['rates']):.1f} | "
-              f"{', '.join(f'{x:.1f}' for x in r['rates'])} | {r['peak_bytes'] / 2**30:.2f} GiB |")
+        mode = "torch.compile" if r["fuse"] else "eager"
+        print(f"| {r['example']} | {r['dtype']} | {mode} | {r['n']} ({r['pairs']}) | {statistics.median(r['rates']):.1f} | "
+              f"{', '.join(f'{x:.1f}' for x in r['rates'])} | {r['peak_bytes'] / 2**30:.2f} GiB | {r['warmup_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -106,8 +106,10 @@ def cmd_compile(args) -> int:
         from .compiler.triton_codegen import generate
         print(generate(k.plan))
     else:
-        from .compiler.triton_codegen import report
-        print(report(k.plan))
+        from .compiler.triton_report import format_report, report
+        rows = report(k.plan)
+        print(format_report(rows))
+        return 1 if any(getattr(r, "spills", 0) for r in rows) else 0
     return 0
 
 

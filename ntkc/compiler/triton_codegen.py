@@ -12,13 +12,20 @@ runs per item without leaving the program.
 
 Tiles. A program holds BLOCK_I items x the positions of a plane (padded to powers of two) as 2-D
 register tiles: `s` (NNGP) and `t` (NTK), position p on the a-side of the pair, p - D on the
-b-side. Activations are element-wise on the tiles. A conv needs the plane at shifted positions,
-which registers cannot give: the program stores the tile to its own slice of a scratch buffer
-(a few KiB per program, written and re-read at once, so it stays in L1/L2), waits at
-`tl.debug_barrier()`, and loads it back once per tap. Two scratch slices alternate between
-layers, so one barrier per conv suffices. The grid is persistent (at most a few programs per SM,
-each looping over item blocks), which bounds the scratch to grid x tile. Entries outside the map
-or outside the plane are held at exactly zero, and masked loads read zero for padding.
+b-side; on a GPU one thread holds one position (a 32x32 plane is a 1024-thread program; see
+`schedule` for why). Activations are element-wise on the tiles. A conv needs the plane at
+shifted positions, which registers cannot give: the program stores the tile into its own frame
+in a scratch buffer (a few KiB per program, written and re-read at once, so it stays in L1),
+waits at `tl.debug_barrier()`, and loads it back once per tap. The frame has a border of zeros
+as wide as the window reaches, and every tile is exactly zero outside its plane, so a tap is one
+unmasked load at a constant offset (about 140 SASS instructions per position for a conv + relu
+layer pair on sm_90, 20 of them loads). Two frames alternate between layers, so one barrier per
+conv suffices. The grid is persistent (a few programs per SM, each looping over item blocks),
+which bounds the scratch to grid x frame; it is cleared once per program.
+
+Depth. A block of layers repeated with identical rules, parameters and shapes (`repeat 19 {
+conv; relu }`) becomes one run-time loop over its repetitions, so the code size and the compile
+time do not grow with depth (the depth-21 kernels compile in seconds).
 
 Sources and sinks. Stage 0 forms its input covariance on the fly from the two images
 (`S[p, p - D] = (1/C) sum_c xa[c, p] xb[c, p - D]`, T = 0). A later stage opens with its plane-
@@ -33,7 +40,8 @@ pass; a T that is known to be zero (before the first trainable layer) is not com
 
 Nothing here knows a layer by name: windows come from each step's `Window` / `AxisWindow`
 (identity, full-sum and single-output reductions are recognised by their shape), activation
-math from tracing the rule's `nngp` / `dfactor` (`triton_render`). Block sizes, warps, grid and
+math from tracing the rule's `maps` (its `nngp` and `dfactor`, as the torch backend evaluates them;
+rendered by `triton_render`). Block sizes, warps, grid and
 unrolling thresholds come from `schedule`.
 
 The image program (variance maps, O(N) work) is not generated: the Triton backend runs it with
@@ -42,12 +50,11 @@ the torch backend on the same device.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import schedule
-from .ops import trace
+from .ops import Node, TraceOps
 from .plan import Band, Plan, Program, Step
 from .rules.base import AxisWindow, Window
 from .triton_math import band_base_py, helper_sources
@@ -124,9 +131,6 @@ class _Progression:
     step: int
     count: int
 
-    def values(self):
-        return [self.start + self.step * j for j in range(self.count)]
-
     def range_args(self) -> str:
         if self.step == 1 and self.start == 0:
             return f"{self.count}"
@@ -196,6 +200,11 @@ def _reduce_range(ax: AxisWindow) -> tuple[int, int] | None:
     if t.kind != "diag" or t.a.step != 1:
         return None
     return ax.offset + t.a.start, ax.offset + t.a.start + t.a.count - 1
+
+
+def _plus(k: int) -> str:
+    """` + k`, ` - |k|` or nothing, to append a constant to an expression."""
+    return f" + {k}" if k > 0 else (f" - {-k}" if k < 0 else "")
 
 
 def _pow2(n: int) -> int:
@@ -271,6 +280,47 @@ def _multipliers(steps) -> list[tuple[int, int]]:
     return out
 
 
+def _signature(step: Step, mult) -> tuple:
+    layer = step.layer
+    return (layer.rule.name, layer.params, step.window, layer.in_shape, layer.out_shape, mult)
+
+
+_MAX_BLOCK = 32  # the longest block of layers looked for as a repeated unit
+
+
+def _find_run(sig: list[tuple], i: int) -> tuple[int, int]:
+    """The block length and repeat count of the longest run of identical blocks at sig[i]
+    (step signatures: same rules, parameters, windows, shapes and planes; (1, 1) if none)."""
+    best = (1, 1)
+    n = len(sig)
+    for length in range(1, min(_MAX_BLOCK, (n - i) // 2) + 1):
+        first = sig[i:i + length]
+        if first[0][3] != first[-1][4]:  # the block must end on the shape it starts from
+            continue
+        reps = 1
+        while i + (reps + 1) * length <= n and sig[i + reps * length:i + (reps + 1) * length] == first:
+            reps += 1
+        if reps > 1 and length * reps > best[0] * best[1]:
+            best = (length, reps)
+    return best
+
+
+def trace_maps(rule, params, need_dfactor: bool) -> dict:
+    """An activation's math as `Node` graphs, traced through `rule.maps` (the form the torch
+    backend evaluates too): {"nngp": ..., "dfactor": ...} (the latter only when needed)."""
+    ops = TraceOps()
+    u, v1, v2 = (Node("input", (n,)) for n in ("u", "v1", "v2"))
+    nngp, dfactor = rule.maps(params, ops, u, v1, v2, need_dfactor)
+    graphs = {"nngp": as_node(nngp)}
+    if need_dfactor:
+        graphs["dfactor"] = as_node(dfactor)
+    return graphs
+
+
+def as_node(x) -> Node:
+    return x if isinstance(x, Node) else Node("const", (float(x),))
+
+
 def _input_multiplier(steps, mults) -> tuple[int, int]:
     if not steps:
         return (1, 1)
@@ -302,6 +352,7 @@ class _KernelWriter:
         self.shapes: dict[tuple[int, int], tuple[str, str, str]] = {}
         self.planes: dict[tuple, tuple[str, str, str]] = {}
         self.areas: dict[tuple, dict] = {}   # scratch areas, one per plane layout
+        self.loop: dict | None = None        # inside a run-time loop over repeated layers
         self.taps: dict[tuple, str] = {}
         self.math_count = 0
         act_layers = plan.activations
@@ -379,13 +430,13 @@ class _KernelWriter:
         b.line("mask_i = (offs_i < n_items)[:, None]")
         if n_planes == 1:
             b.line("pair = offs_i[:, None].to(tl.int64)")
-            b.line(f"dy = tl.zeros_like(offs_i)[:, None] + {band_y.lo}")
-            b.line(f"dx = tl.zeros_like(offs_i)[:, None] + {band_x.lo}")
+            b.line(f"dy = tl.zeros_like(offs_i)[:, None]{_plus(band_y.lo)}")
+            b.line(f"dx = tl.zeros_like(offs_i)[:, None]{_plus(band_x.lo)}")
         else:
             b.line(f"pair = (offs_i // {n_planes})[:, None].to(tl.int64)")
             b.line(f"plane = (offs_i % {n_planes})[:, None]")
-            b.line(f"dy = plane // {band_x.count} + {band_y.lo}  # displacement rows in [{band_y.lo}, {band_y.hi}]")
-            b.line(f"dx = plane % {band_x.count} + {band_x.lo}  # displacement cols in [{band_x.lo}, {band_x.hi}]")
+            b.line(f"dy = plane // {band_x.count}{_plus(band_y.lo)}  # displacement rows in [{band_y.lo}, {band_y.hi}]")
+            b.line(f"dx = plane % {band_x.count}{_plus(band_x.lo)}  # displacement cols in [{band_x.lo}, {band_x.hi}]")
         if any(s.window is None for s in steps):
             self.arg("same_ptr")
             b.line("# self pairs (the same image twice), on the diagonal plane D = 0")
@@ -407,7 +458,18 @@ class _KernelWriter:
             t_live = d.t_in or d.opener.window.trainable
 
         cur_mult = mults[0] if d.opener is not None else _input_multiplier(steps, mults)
-        for i in range(first, len(steps)):
+        i = first
+        sig = [_signature(s, m) for s, m in zip(steps, mults)]
+        while i < len(steps):
+            length, reps = _find_run(sig, i)
+            trainable = any(s.window is not None and s.window.trainable for s in steps[i:i + length])
+            if reps >= schedule.LOOP_MIN_REPEATS and trainable and not t_live:
+                # the first repetition brings T to life: run it on its own, loop over the rest
+                reps = 1
+            if reps >= schedule.LOOP_MIN_REPEATS:
+                shape, cur_mult, t_live = self.repeated(steps, mults, i, length, reps, shape, cur_mult, t_live)
+                i += length * reps
+                continue
             step = steps[i]
             out_shape = (step.layer.out_shape.height, step.layer.out_shape.width)
             if step.window is None:
@@ -416,6 +478,7 @@ class _KernelWriter:
                 t_live = self.window(step, shape, out_shape, cur_mult, mults[i], t_live)
             shape = out_shape
             cur_mult = mults[i]
+            i += 1
         self.sink(shape, cur_mult, t_live)
         assert t_live == d.t_out
 
@@ -429,6 +492,55 @@ class _KernelWriter:
             args=tuple(self.args),
         )
         return src, spec
+
+    def repeated(self, steps, mults, i, length, reps, shape, cur_mult, t_live):
+        """`reps` repetitions of steps[i:i+length] as one run-time loop (code size independent of
+        depth). Everything a repetition reads is the same but its variance maps, `rep` blocks on."""
+        block = steps[i:i + length]
+        b = self.body
+        lines = sorted({s.layer.span.line for s in block})
+        b.line("")
+        b.line(f"# lines {lines[0]}-{lines[-1]}, {reps} times over: a run-time loop, one copy of the code")
+        # everything the body reads must exist before the loop: plane masks of every shape in it
+        sh, m = shape, cur_mult
+        for k, st in enumerate(block):
+            self.plane(sh, m)
+            sh = (st.layer.out_shape.height, st.layer.out_shape.width)
+            m = mults[i + k]
+            self.plane(sh, m)
+        acts = [st for st in block if st.window is None]
+        step_var = sum(st.layer.in_shape.height * st.layer.in_shape.width for st in acts)
+        uses: dict[tuple, int] = {}
+        sh, m = shape, cur_mult
+        for k, st in enumerate(block):
+            out = (st.layer.out_shape.height, st.layer.out_shape.width)
+            if st.window is not None and self._is_stencil(st.window):
+                key = self._area_key(st.window, sh, out)
+                uses[key] = uses.get(key, 0) + 1
+            sh, m = out, mults[i + k]
+        self.loop = {"uses": uses, "seen": {}, "entry": {}, "var_step": step_var}
+        b.line(f"for rep in range({reps}):")
+        b.level += 1
+        for k, st in enumerate(block):
+            out = (st.layer.out_shape.height, st.layer.out_shape.width)
+            if st.window is None:
+                t_live = self.activation(st, shape, mults[i + k], t_live)
+            else:
+                t_live = self.window(st, shape, out, cur_mult, mults[i + k], t_live)
+            shape, cur_mult = out, mults[i + k]
+        b.level -= 1
+        for key, u in uses.items():
+            self.areas[key]["parity"] = (self.loop["entry"][key] + reps * u) % 2
+        self.loop = None
+        return shape, cur_mult, t_live
+
+    def _is_stencil(self, w: Window) -> bool:
+        return not w.identity and not (_reduce_range(w.rows) is not None and _reduce_range(w.cols) is not None)
+
+    def _area_key(self, w: Window, in_shape, out_shape) -> tuple:
+        by_i, bx_i = _pow2(in_shape[0]), _pow2(in_shape[1])
+        by_o, bx_o = _pow2(out_shape[0]), _pow2(out_shape[1])
+        return (in_shape, self._reach(w.rows, by_i, by_o), self._reach(w.cols, bx_i, bx_o))
 
     def out_per_pair(self) -> int:
         d = self.d
@@ -449,7 +561,8 @@ class _KernelWriter:
     def assemble(self, n_planes: int) -> str:
         d = self.d
         out = CodeBuffer()
-        out.line("@triton.jit")
+        # the batch size changes from call to call: do not compile a variant per value class
+        out.line('@triton.jit(do_not_specialize=["n_pairs", "n_iters"])')
         out.line(f"def {self.name}(")
         with out.indent():
             for a in self.args:
@@ -478,8 +591,10 @@ class _KernelWriter:
                     out.line(f"tl.store(scratch + z0 + offs_z, tl.zeros([{schedule.CLEAR_BLOCK}], dtype=DTYPE), mask=z0 + offs_z < {total})")
                 out.line("tl.debug_barrier()")
             out.lines.extend(self.hoisted.lines)
-            out.line("for start in range(pid * BLOCK_I, n_items, tl.num_programs(0) * BLOCK_I):")
+            out.line("# persistent programs: block pid, pid + grid, ... (n_iters from the host, the same for all)")
+            out.line("for it in range(0, n_iters):")
             with out.indent():
+                out.line("start = (pid + it * tl.num_programs(0)) * BLOCK_I")
                 if self.scratch_row:
                     out.line("tl.debug_barrier()  # the previous items' scratch reads are done")
             out.lines.extend(self.body.lines)
@@ -660,8 +775,8 @@ class _KernelWriter:
             elif w.trainable:
                 b.line("t = s")
             return t_live or w.trainable
-        ry, rx = _reduce_range(w.rows), _reduce_range(w.cols)
-        if ry is not None and rx is not None:
+        if not self._is_stencil(w):
+            ry, rx = _reduce_range(w.rows), _reduce_range(w.cols)
             py, px, _ = self.positions(in_shape)
             _, _, mask_in = self.plane(in_shape, in_mult)
             b.line(f"# one output: a masked sum over rows {ry[0]}..{ry[1]}, cols {rx[0]}..{rx[1]} of the plane")
@@ -688,31 +803,48 @@ class _KernelWriter:
         ry, rx = w.rows, w.cols
         py_o, px_o, _ = self.positions(out_shape)
         py_i, px_i, _ = self.positions(in_shape)
-        by_i, bx_i = _pow2(in_shape[0]), _pow2(in_shape[1])
-        by_o, bx_o = _pow2(out_shape[0]), _pow2(out_shape[1])
-        lo_y, hi_y = self._reach(ry, by_i, by_o)
-        lo_x, hi_x = self._reach(rx, bx_i, bx_o)
+        akey = self._area_key(w, in_shape, out_shape)
+        (lo_y, _), (lo_x, _) = akey[1], akey[2]
         self.arg("scratch_ptr")
-        area = self.area(in_shape, (lo_y, hi_y), (lo_x, hi_x))
+        area = self.area(*akey)
         j, rs = area["index"], area["row"]
         key = (j, out_shape, ry.stride, rx.stride, ry.offset, rx.offset)
         if key not in self.taps:
             k = len(self.taps)
             sy = f"{ry.stride} * {py_o}" if ry.stride != 1 else py_o
             sx = f"{rx.stride} * {px_o}" if rx.stride != 1 else px_o
-            self.hoisted.line(f"offs_tap{k} = ({sy} + {ry.offset + lo_y}) * {rs} + {sx} + {rx.offset + lo_x}"
+            row = f"({sy}{_plus(ry.offset + lo_y)})" if ry.offset + lo_y else sy
+            self.hoisted.line(f"offs_tap{k} = {row} * {rs} + {sx}{_plus(rx.offset + lo_x)}"
                               f"  # tap (0, 0) of a {out_shape[0]}x{out_shape[1]} output in scratch area {j}")
             self.taps[key] = f"offs_tap{k}"
         tap = self.taps[key]
         slot = area["parity"]
         area["parity"] ^= 1
-        ptr_s = f"scr{j} + {2 * slot} * BLOCK_I * {area['size']}"
-        ptr_t = f"scr{j} + {2 * slot + 1} * BLOCK_I * {area['size']}"
+        size = area["size"]
+        if self.loop is not None and self.loop["uses"][akey] % 2:
+            # an odd number of uses per repetition: the slice alternates with `rep`
+            self.loop["entry"].setdefault(akey, slot ^ self.loop["seen"].get(akey, 0))
+            nth = self.loop["seen"].get(akey, 0)
+            self.loop["seen"][akey] = nth + 1
+            base = (self.loop["entry"][akey] + nth) % 2
+            sel = f"(rep + {base}) % 2" if base else "rep % 2"
+            ptr_s = f"scr{j} + 2 * ({sel}) * BLOCK_I * {size}"
+            ptr_t = f"scr{j} + (2 * ({sel}) + 1) * BLOCK_I * {size}"
+        else:
+            if self.loop is not None:
+                self.loop["entry"].setdefault(akey, slot ^ (self.loop["seen"].get(akey, 0) % 2))
+                self.loop["seen"][akey] = self.loop["seen"].get(akey, 0) + 1
+            ptr_s = f"scr{j}" + (f" + {2 * slot} * BLOCK_I * {size}" if slot else "")
+            ptr_t = f"scr{j} + {2 * slot + 1} * BLOCK_I * {size}"
         b.line(f"# the window reads plane {self._mult_text(in_mult)}: store it, then one load per tap")
         b.line(f"tl.store({ptr_s} + offs_st{j}, s)")
         if t_live:
             b.line(f"tl.store({ptr_t} + offs_st{j}, t)")
         b.line("tl.debug_barrier()")
+        # one pointer tile per tensor; each tap adds a constant (folded into the load's address)
+        b.line(f"tap_s = {ptr_s} + {tap}")
+        if t_live:
+            b.line(f"tap_t = {ptr_t} + {tap}")
         n_out = self.tile_positions(out_shape)
         b.line(f"acc_s = {self.zeros(f'[BLOCK_I, {n_out}]')}")
         if t_live:
@@ -726,10 +858,9 @@ class _KernelWriter:
                     b.line(h)
                     b.level += 1
                     depth += 1
-                b.line(f"offs_t = {tap} + {ey} * {rs} + {ex}")
-                b.line(f"acc_s += tl.load({ptr_s} + offs_t)")
+                b.line(f"acc_s += tl.load(tap_s + ({ey} * {rs} + {ex}))")
                 if t_live:
-                    b.line(f"acc_t += tl.load({ptr_t} + offs_t)")
+                    b.line(f"acc_t += tl.load(tap_t + ({ey} * {rs} + {ex}))")
                 b.level -= depth
 
     @staticmethod
@@ -753,8 +884,9 @@ class _KernelWriter:
             h = self.hoisted
             h.line(f"# scratch area {j}: a {shape[0]}x{shape[1]} plane in a {rows}x{row} frame with a zero border "
                    f"({reach_y[0]} above, {reach_x[0]} left); 2 slices x (S, T) x BLOCK_I")
-            h.line(f"scr{j} = scratch + 4 * BLOCK_I * {base} + offs_i0[:, None] * {size}")
-            h.line(f"offs_st{j} = {reach_y[0] * row + reach_x[0]} + {py} * {row} + {px}")
+            at = f" + 4 * BLOCK_I * {base}" if base else ""
+            h.line(f"scr{j} = scratch{at} + offs_i0[:, None] * {size}")
+            h.line(f"offs_st{j} = {py} * {row} + {px}{_plus(reach_y[0] * row + reach_x[0])}")
             self.areas[key] = {"index": j, "size": size, "row": row, "parity": 0}
         return self.areas[key]
 
@@ -766,24 +898,26 @@ class _KernelWriter:
         py, px, _ = self.positions(shape)
         qy, qx, mask = self.plane(shape, mult)
         k = self.act_ordinal[step.index]
-        off = self.var_offsets[k]
+        off = _plus(self.var_offsets[k])
+        if self.loop is not None:
+            off += f" + rep * {self.loop['var_step']}"
         self.arg("va_ptr", "vb_ptr", "stride_va_n", "stride_vb_n")
         nx = shape[1]
-        b.line(f"v1 = tl.load(va_ptr + pair * stride_va_n + {off} + {py} * {nx} + {px}, mask={mask}, other=1.0)")
-        b.line(f"v2 = tl.load(vb_ptr + pair * stride_vb_n + {off} + {qy} * {nx} + {qx}, mask={mask}, other=1.0)")
+        b.line(f"# the variance maps of a and b at p and q (activation {k} of the packed rows)")
+        b.line(f"v1 = tl.load(va_ptr + pair * stride_va_n{off} + {py} * {nx} + {px}, mask={mask}, other=1.0)")
+        b.line(f"v2 = tl.load(vb_ptr + pair * stride_vb_n{off} + {qy} * {nx} + {qx}, mask={mask}, other=1.0)")
         b.line("# a self pair at p = q: u and v2 are v1 itself, so v1 v2 - u^2 is exactly 0")
         b.line("u = tl.where(same_diag, v1, s)")
         b.line("v2 = tl.where(same_diag, v1, v2)")
-        graphs = {"nngp": trace(lambda ops, u, v1, v2: rule.nngp(params, ops, u, v1, v2), "u", "v1", "v2")}
-        if t_live:
-            graphs["dfactor"] = trace(lambda ops, u, v1, v2: rule.dfactor(params, ops, u, v1, v2), "u", "v1", "v2")
+        graphs = trace_maps(rule, params, t_live)
         r = MathRenderer(b, prefix=f"m{self.math_count}_")
         self.math_count += 1
         e = r.render(graphs, {"u": "u", "v1": "v1", "v2": "v2"}, like="u")
         self.helpers |= r.helpers
         b.line(f"s = tl.where({mask}, {e['nngp']}, 0.0)")
         if t_live:
-            b.line(f"t = tl.where({mask}, t * ({e['dfactor']}), 0.0)")
+            factor = e["dfactor"] if e["dfactor"].isidentifier() else f"({e['dfactor']})"
+            b.line(f"t = tl.where({mask}, t * {factor}, 0.0)")
         return t_live
 
     # -- sinks ------------------------------------------------------------------------------
@@ -819,7 +953,7 @@ class _KernelWriter:
             if t_live:
                 self.arg("t_out_ptr")
                 b.line(f"tl.store(t_out_ptr + offs_out, t, mask={mask})")
-        self.arg("n_pairs")
+        self.arg("n_pairs", "n_iters")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -892,129 +1026,38 @@ def generate(plan: Plan) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# ahead-of-time compilation and the resource report
-
-
-@dataclass(frozen=True)
-class KernelReport:
-    """Resources of one compiled kernel on one target (per thread: registers, spill bytes)."""
-
-    kernel: str
-    target: str
-    dtype: str
-    num_warps: int
-    block_items: int
-    registers: int
-    spill_stores: int
-    spill_loads: int
-    shared: int
-    local: int
-    fused: bool          # a stage kernel (conv / activation layers), where spills fail the test
-
-    @property
-    def spills(self) -> int:
-        return self.spill_stores + self.spill_loads
-
-
-def compile_kernel(module, spec: KernelSpec, dtype: str, arch: int, launch: schedule.Launch):
-    """Compile one kernel ahead of time for sm_<arch> (no GPU needed); return the CompiledKernel."""
-    import inspect
-
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    fn = getattr(module, spec.name)
-    sig = spec.signature(dtype)
-    params = inspect.signature(triton.compiler.ASTSource).parameters
-    kwargs = {"constexprs": {"BLOCK_I": launch.block_items}} if "constexprs" in params else {"constants": {"BLOCK_I": launch.block_items}}
-    src = triton.compiler.ASTSource(fn=fn, signature=sig, **kwargs)
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": launch.num_warps})
-
-
-def resources(compiled, arch: int) -> dict[str, int]:
-    """Registers, spill bytes, shared and local memory of a compiled kernel, read by ptxas -v."""
-    import re
-    import subprocess
-    import tempfile
-
-    ptxas = _ptxas(arch)
-    with tempfile.TemporaryDirectory() as tmp:
-        ptx = f"{tmp}/k.ptx"
-        with open(ptx, "w") as f:
-            f.write(compiled.asm["ptx"])
-        proc = subprocess.run([ptxas, "-v", f"-arch=sm_{arch}a" if arch >= 90 else f"-arch=sm_{arch}", ptx, "-o", f"{tmp}/k.cubin"],
-                              capture_output=True, text=True, check=True)
-    log = proc.stderr + proc.stdout
-    num = lambda pat: int(m.group(1)) if (m := re.search(pat, log)) else 0  # noqa: E731
-    return {
-        "registers": num(r"Used (\d+) registers"),
-        "spill_stores": num(r"(\d+) bytes spill stores"),
-        "spill_loads": num(r"(\d+) bytes spill loads"),
-        "stack": num(r"(\d+) bytes stack frame"),
-        "shared": int(compiled.metadata.shared),
-    }
-
-
-def _ptxas(arch: int) -> str:
-    """The ptxas that Triton itself uses for sm_<arch> (newer triton picks one per target)."""
-    import inspect as _inspect
-
-    from triton.backends.nvidia import compiler as nv
-    fn = nv.get_ptxas
-    tool = fn(arch) if _inspect.signature(fn).parameters else fn()
-    return tool.path if hasattr(tool, "path") else tool[0]
-
-
-def report(plan: Plan, archs=(80, 90), dtypes=("float32", "float64"), module=None) -> list[KernelReport]:
-    """Compile every kernel of `plan` for each target and dtype (with the GPU schedule) and list
-    registers, spills and memory per kernel. Needs compiled (not interpreted) Triton."""
-    from ..runtime import codecache
-    gen = build(plan)
-    module = module or codecache.load(gen.source, gen.module_name)
-    rows = []
-    for spec in gen.kernels:
-        for dtype in dtypes:
-            launch = schedule.launch(spec.positions, dtype, 1, reduce_only=spec.reduce_only)
-            for arch in archs:
-                compiled = compile_kernel(module, spec, dtype, arch, launch)
-                r = resources(compiled, arch)
-                rows.append(KernelReport(spec.name, f"sm_{arch}", dtype, launch.num_warps, launch.block_items,
-                                         r["registers"], r["spill_stores"], r["spill_loads"], r["shared"],
-                                         r["stack"], fused=not spec.reduce_only))
-    return rows
-
-
-def format_report(rows: list[KernelReport]) -> str:
-    head = f"{'kernel':<16} {'target':<7} {'dtype':<8} {'warps':>5} {'BLOCK_I':>7} {'regs':>5} {'spill st/ld (B)':>16} {'shared':>7} {'stack':>6}"
-    out = [head, "-" * len(head)]
-    for r in rows:
-        out.append(f"{r.kernel:<16} {r.target:<7} {r.dtype:<8} {r.num_warps:>5} {r.block_items:>7} {r.registers:>5} "
-                   f"{f'{r.spill_stores}/{r.spill_loads}':>16} {r.shared:>7} {r.local:>6}")
-    return "\n".join(out)
+# the command line (the report itself is in triton_report)
 
 
 def main(argv=None) -> int:
-    """`python -m ntkc.compiler.triton_codegen FILE.arch [--report] [--emit]`."""
+    """`python -m ntkc.compiler.triton_codegen FILE.arch... [--emit] [--report] [--jobs N]`."""
     p = argparse.ArgumentParser(prog="python -m ntkc.compiler.triton_codegen",
-                                description="Generate the Triton kernels of a .arch file; optionally compile them "
-                                            "ahead of time and report registers and spills.")
-    p.add_argument("arch", help="a .arch file")
-    p.add_argument("--emit", action="store_true", help="print the generated module")
+                                description="Generate the Triton kernels of .arch files; with --report, compile them "
+                                            "ahead of time (no GPU needed) and list registers and spills per kernel.")
+    p.add_argument("arch", nargs="+", help=".arch files")
+    p.add_argument("--emit", action="store_true", help="print the generated module (the default without --report)")
     p.add_argument("--report", action="store_true", help="compile for the targets and print registers / spills")
-    p.add_argument("--arch-targets", default="80,90", help="comma-separated sm versions (default 80,90)")
+    p.add_argument("--targets", default="80,90", help="comma-separated sm versions (default 80,90)")
     p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--jobs", type=int, default=2, help="compiler processes (default 2)")
     args = p.parse_args(argv)
     import ntkc
-    plan = ntkc.compile(args.arch).plan
     if args.emit or not args.report:
-        sys.stdout.write(generate(plan))
-    if args.report:
-        rows = report(plan, tuple(int(a) for a in args.arch_targets.split(",")), tuple(args.dtypes.split(",")))
+        for f in args.arch:
+            sys.stdout.write(generate(ntkc.compile(f).plan))
+    if not args.report:
+        return 0
+    from .triton_report import format_report, report_many
+    jobs = [(int(a), d) for d in args.dtypes.split(",") for a in args.targets.split(",")]
+    reports = report_many(args.arch, jobs, args.jobs)
+    failed = 0
+    for f, rows in reports.items():
+        print(f"\n{f}")
         print(format_report(rows))
-        bad = [r for r in rows if r.fused and r.spills]
-        if bad:
-            print(f"spills in {len(bad)} kernel compile(s)", file=sys.stderr)
-            return 1
+        failed += sum(1 for r in rows if r.fused and r.spills)
+    if failed:
+        print(f"spills in {failed} stage-kernel compile(s)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -80,7 +80,7 @@ def atan2(y, x):
     angle = atan_unit(ratio)
     angle = tl.where(ay > ax, 1.5707963267948966 - angle, angle)
     angle = tl.where(signbit(x), 3.141592653589793 - angle, angle)
-    angle = tl.where(signbit(y), -angle, angle)
+    angle = tl.where(signbit(y), angle * -1.0, angle)  # (not -angle: some interpreters give -(+0) = +0)
     # tl.maximum / tl.minimum may drop a NaN operand: give NaN back explicitly
     return tl.where((x != x) | (y != y), x + y, angle)
 
@@ -139,7 +139,7 @@ def tanh(x):
     """tanh(x), with expm1 for small |x| and the exact limits +-1 for large |x|."""
     e = expm1(-2.0 * tl.abs(x))
     r = -e / (2.0 + e)
-    return tl.where(signbit(x), -r, r)
+    return tl.where(signbit(x), r * -1.0, r)
 
 
 @triton.jit

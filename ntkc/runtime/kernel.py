@@ -212,7 +212,7 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
             raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     done = 0
-    extra = {"fused": True} if fuse else {}
+    extra = {"fused": True} if fuse and executor.name == "torch" else {}
     for a0 in range(0, n1, tile):
         a1 = min(n1, a0 + tile)
         va = _maps(executor, x1[a0:a1], memory)

@@ -69,8 +69,9 @@ class TritonExecutor:
         return self._torch.variance_maps(x)
 
     def pairs(self, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Tensor], vb: list[torch.Tensor],
-              same: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """NNGP and NTK [B] of the pairs (xa[i], xb[i]); va / vb are their variance maps."""
+              same: torch.Tensor | None, fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """NNGP and NTK [B] of the pairs (xa[i], xb[i]); va / vb are their variance maps.
+        (`fused` asks the torch backend for torch.compile; the kernels here are fused anyway.)"""
         n = xa.shape[0]
         nngp = torch.empty(n, dtype=self.dtype, device=self.device)
         ntk = torch.empty(n, dtype=self.dtype, device=self.device)
@@ -123,6 +124,7 @@ class TritonExecutor:
             items = n * spec.planes
             blocks = -(-items // launch.block_items)
             grid = (max(1, min(blocks, launch.max_programs)),)
+            iters = -(-blocks // grid[0])
             values: dict[str, object] = {
                 "xa_ptr": xa, "xb_ptr": xb, "same_ptr": flags,
                 "stride_xa_n": xa.stride(0), "stride_xa_c": xa.stride(1), "stride_xa_h": xa.stride(2),
@@ -130,7 +132,7 @@ class TritonExecutor:
                 "stride_xb_h": xb.stride(2), "stride_xb_w": xb.stride(3),
                 "va_ptr": pa, "vb_ptr": pb, "stride_va_n": pa.stride(0), "stride_vb_n": pb.stride(0),
                 "nngp_ptr": nngp, "ntk_ptr": ntk, "stride_nngp_n": nngp.stride(0), "stride_ntk_n": ntk.stride(0),
-                "n_pairs": n,
+                "n_pairs": n, "n_iters": iters,
             }
             if spec.scratch_row:
                 values["scratch_ptr"] = self._scratch_for(spec.index, grid[0] * 4 * launch.block_items * spec.scratch_row)

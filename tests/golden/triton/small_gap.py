@@ -79,7 +79,7 @@ def sqrt(x):
     return r
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
 def stage0_kernel(
     same_ptr,
     xa_ptr,
@@ -229,7 +229,7 @@ def stage0_kernel(
         tl.store(t_out_ptr + offs_i[:, None], tl.sum(t, axis=1)[:, None], mask=mask_i)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
 def stage1_kernel(
     s_in_ptr,
     t_in_ptr,

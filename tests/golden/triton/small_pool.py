@@ -111,7 +111,7 @@ def rsqrt(x):
     return r
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
 def stage0_kernel(
     same_ptr,
     xa_ptr,
@@ -212,7 +212,7 @@ def stage0_kernel(
         tl.store(t_out_ptr + offs_out, t, mask=mask0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
 def stage1_kernel(
     s_in_ptr,
     t_in_ptr,
@@ -274,7 +274,7 @@ def stage1_kernel(
         tl.store(t_out_ptr + offs_out, t, mask=mask0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
 def stage2_kernel(
     same_ptr,
     s_in_ptr,

@@ -1,0 +1,229 @@
+"""Triton code generation: the generated source (golden files, structure), the code cache, and
+ahead-of-time compiles of every example for sm_80 and sm_90 with register / spill reports.
+
+Set NTKC_REGEN_GOLDEN=1 to rewrite tests/golden/triton/*.py after an intended change (then
+review the diff). Set NTKC_AOT_FULL=1 to compile every kernel in both dtypes for both targets;
+by default each kernel is compiled once per target, float32 for sm_80 and float64 (the dtype
+that needs more registers) for sm_90, to keep the suite fast.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from pathlib import Path
+
+import pytest
+
+import ntkc
+from ntkc.compiler import triton_codegen as tc
+from ntkc.compiler import triton_report as tr
+from ntkc.compiler.plan import Band
+from ntkc.runtime import codecache
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "triton"
+REGEN = os.environ.get("NTKC_REGEN_GOLDEN") == "1"
+EXAMPLES = sorted((ROOT / "examples").glob("*.arch"))
+
+SMALL = {
+    "small_gap": """# a small CNTK-GAP: frozen first conv, a repeated block (a run-time loop), gap, dense
+input height=5 width=4 channels=2
+conv w_std=sqrt(2) trainable=false
+relu
+repeat 4 {
+  conv w_std=sqrt(2) b_std=0.1
+  relu
+}
+gap
+dense trainable=false
+""",
+    "small_pool": """# pooling, circular padding, erf, a strided valid conv, flatten, scalar layers
+input height=8 width=6 channels=3
+conv w_std=sqrt(2)
+relu
+avgpool size=2
+conv w_std=sqrt(2) padding=circular
+erf
+conv stride=2 padding=valid
+relu
+flatten
+dense b_std=0.2
+relu
+dense
+""",
+}
+
+
+# -- golden source ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_generated_source_golden(name):
+    text = tc.generate(ntkc.compile(SMALL[name], f"{name}.arch").plan)
+    path = GOLDEN / f"{name}.py"
+    if REGEN or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if not REGEN:
+            pytest.fail(f"golden file {path.name} was missing and has been written; review it")
+    assert text == path.read_text(), f"generated source differs from {path} (NTKC_REGEN_GOLDEN=1 to accept)"
+
+
+def test_source_is_deterministic_and_compiles_as_python():
+    plan = ntkc.compile(SMALL["small_pool"], "small_pool.arch").plan
+    a, b = tc.generate(plan), tc.generate(ntkc.compile(SMALL["small_pool"], "small_pool.arch").plan)
+    assert a == b
+    compile(a, "small_pool_generated.py", "exec")
+
+
+def test_source_names_file_stages_and_every_layer_line():
+    k = ntkc.compile(SMALL["small_pool"], "small_pool.arch")
+    gen = tc.build(k.plan)
+    head = gen.source.split('"""')[1]
+    assert "small_pool.arch" in head
+    for spec in gen.kernels:
+        assert f"{spec.name}:" in head
+        assert f"def {spec.name}(" in gen.source
+    for layer in k.network.layers:
+        assert f"# line {layer.span.line}: {layer.describe()}" in gen.source
+    # one kernel per stage; the conv/activation chain of stage 0 is one kernel
+    assert len(gen.kernels) == len(k.plan.pair.stages)
+    assert [s.sink for s in gen.kernels] == ["planes", "planes", "outputs"]
+
+
+def test_gap_is_folded_into_partial_sums_and_an_epilogue():
+    k = ntkc.compile(SMALL["small_gap"], "small_gap.arch")
+    gen = tc.build(k.plan)
+    assert [(s.source, s.sink) for s in gen.kernels] == [("images", "partials"), ("partials", "outputs")]
+    assert gen.kernels[0].planes == 9 * 7  # every displacement plane of a 5x4 map
+    assert gen.kernels[1].reduce_only
+
+
+def test_repeated_blocks_become_one_loop():
+    src = tc.generate(ntkc.compile(SMALL["small_gap"], "small_gap.arch").plan)
+    assert src.count("for rep in range(") == 1
+    deep = ntkc.compile(SMALL["small_gap"].replace("repeat 4", "repeat 30"), "deep.arch").plan
+    assert len(tc.generate(deep).splitlines()) == len(src.splitlines())  # code size independent of depth
+
+
+def test_flatten_network_needs_plane_zero_only():
+    k = ntkc.compile((ROOT / "examples" / "cntk_v_d21.arch") if EXAMPLES else SMALL["small_pool"])
+    gen = tc.build(k.plan)
+    assert gen.kernels[0].planes == 1 and len(gen.kernels) == 1
+
+
+def test_window_shapes_are_recognised_by_structure():
+    k = ntkc.compile(SMALL["small_pool"])
+    windows = {s.layer.name: s.window for s in k.plan.pair.steps if s.window is not None}
+    assert tc._classify(windows["conv"].rows.terms).kind == "diag"
+    assert tc._classify(windows["avgpool"].rows.terms).kind == "product"
+    assert tc._classify(((0, 1), (2, 0))).kind == "list"
+    gap = next(s.window for s in ntkc.compile(SMALL["small_gap"]).plan.pair.steps if s.layer.name == "gap")
+    assert tc.is_full_sum(gap) and not tc.is_full_sum(windows["avgpool"])
+    assert tc._reduce_range(windows["flatten"].rows) == (0, 0)  # flatten of a 1x1 map
+
+
+def test_band_size_has_no_empty_slots():
+    for n in range(1, 7):
+        assert tc.band_size(Band(n, -(n - 1), n - 1)) == n * n
+        assert tc.band_size(Band(n, 0, 0)) == n
+        if n > 1:
+            assert tc.band_size(Band(n, -1, 1)) == 3 * n - 2
+
+
+def test_custom_activation_math_renders(monkeypatch):
+    """A rule using every op of the vocabulary renders; constant subgraphs fold."""
+    from ntkc.compiler.ops import OPS, TraceOps, Node
+    from ntkc.compiler.triton_render import CodeBuffer, MathRenderer
+
+    ops = TraceOps()
+    u, v1, v2 = (Node("input", (n,)) for n in ("u", "v1", "v2"))
+    terms = []
+    for name, arity in OPS.items():
+        if name in ("lt", "le", "gt", "ge"):
+            continue
+        args = [u, v1, v2][:arity]
+        if name == "where":
+            args = [ops.lt(u, v1), v1, v2]
+        terms.append(getattr(ops, name)(*args))
+    expr = terms[0]
+    for t in terms[1:]:
+        expr = expr + t
+    buf = CodeBuffer()
+    r = MathRenderer(buf, "m_")
+    out = r.render({"a": expr, "b": ops.sqrt(4.0) * 1.5 + u * 0.0}, {"u": "u", "v1": "v1", "v2": "v2"}, like="u")
+    assert "3.0" in out["b"] and "sqrt(4.0)" not in out["b"]
+    assert {"atan2", "asin", "acos", "atan", "tanh", "sqrt", "rsqrt"} <= r.helpers
+    const = r.render({"c": ops.atan2(1.0, 1.0)}, {"u": "u"}, like="u")["c"]
+    assert const.startswith("tl.full(u.shape, 0.785398")
+
+
+# -- the code cache -------------------------------------------------------------------------------
+
+
+def test_codecache_writes_atomically_and_imports_from_the_real_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTKC_CACHE_DIR", str(tmp_path))
+    src = "import triton\nimport triton.language as tl\n\n\n@triton.jit\ndef k(x_ptr):\n    pass\n"
+    path = codecache.write(src, "probe")
+    assert path.parent == tmp_path and path.read_text() == src
+    assert codecache.write(src, "probe") == path  # same source, same file
+    assert codecache.write(src + "\n", "probe") != path  # the hash covers the source
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+    mod = codecache.load(src, "probe")
+    assert Path(mod.__file__) == path
+    assert Path(inspect.getsourcefile(mod.k.fn)) == path
+    assert codecache.load(src, "probe") is mod
+
+
+def test_codecache_hash_covers_versions(monkeypatch):
+    a = codecache.source_hash("x")
+    monkeypatch.setattr(codecache, "versions", lambda: "other versions")
+    assert codecache.source_hash("x") != a
+
+
+def test_cli_emits_the_module(capsys):
+    path = ROOT / "examples" / "digits_v.arch"
+    if not path.exists():
+        pytest.skip("examples/digits_v.arch not present")
+    assert tc.main([str(path)]) == 0
+    assert "def stage0_kernel(" in capsys.readouterr().out
+
+
+# -- ahead-of-time compiles of the examples ------------------------------------------------------
+
+
+def _cuda_backend() -> bool:
+    try:
+        importlib.import_module("triton.backends.nvidia.compiler")
+        return True
+    except Exception:
+        return False
+
+
+AOT_JOBS = ([(a, d) for d in ("float32", "float64") for a in (80, 90)]
+            if os.environ.get("NTKC_AOT_FULL") == "1" else [(80, "float32"), (90, "float64")])
+
+
+@pytest.fixture(scope="module")
+def aot_reports():
+    if not _cuda_backend():
+        pytest.skip("this triton has no CUDA backend to compile for")
+    if not EXAMPLES:
+        pytest.skip("no examples/*.arch")
+    reports = tr.report_many([str(p) for p in EXAMPLES], AOT_JOBS, workers=2)
+    for f, rows in reports.items():
+        print(f"\n{f}\n{tr.format_report(rows)}")
+    return reports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_compiles_for_sm80_and_sm90_without_spills(aot_reports, example):
+    rows = aot_reports[str(example)]
+    gen = tc.build(ntkc.compile(example).plan)
+    assert len(rows) == len(gen.kernels) * len(AOT_JOBS)
+    assert {r.target for r in rows} == {"sm_80", "sm_90"}
+    for r in rows:
+        assert r.registers > 0
+        assert not (r.fused and r.spills), f"{r.kernel} spills on {r.target} in {r.dtype}: {r}"

@@ -109,7 +109,7 @@ def cmd_compile(args) -> int:
         from .compiler.triton_report import format_report, report
         rows = report(k.plan)
         print(format_report(rows))
-        return 1 if any(getattr(r, "spills", 0) for r in rows) else 0
+        return 1 if any(r.spill_stores or r.spill_loads for r in rows) else 0
     return 0
 
 

@@ -201,7 +201,7 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
     n1, n2 = x1.shape[0], xb.shape[0]
     f1 = fingerprints(x1)
     f2 = f1 if symmetric else fingerprints(xb)
-    batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
+    batch = _batch(executor, memory)
     dev = x1.device
     if out is None:
         nngp = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
@@ -249,6 +249,13 @@ def _store(nngp, ntk, rows, cols, s, t, symmetric: bool) -> None:
     if symmetric:
         nngp[c, r] = s
         ntk[c, r] = t
+
+
+def _batch(executor, memory: int) -> int:
+    """Pairs per batch: what the backend prefers, within the memory budget."""
+    batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
+    preferred = getattr(executor, "preferred_batch", None)
+    return min(batch, preferred()) if preferred is not None else batch
 
 
 def _maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:

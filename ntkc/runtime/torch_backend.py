@@ -23,6 +23,7 @@ from ..compiler.rules.base import AxisWindow
 from .layout import AxisLayout, window_table
 
 _OPS = TorchOps()
+CACHE_BYTES = 16 << 20  # target size of one state tensor of a pair batch
 
 
 def _layouts(d: Demand) -> tuple[AxisLayout, AxisLayout]:
@@ -109,7 +110,9 @@ class _AxisMap:
         return self._views(x, dim, weight)
 
     def _views(self, x: torch.Tensor, dim: int, weight: float = 1.0) -> torch.Tensor:
-        if self.shifts is not None:
+        if self.shifts is not None and not torch.compiler.is_compiling():
+            # In-place shifted adds suit eager mode; under torch.compile the functional form
+            # below (pad, views, sum) fuses into one loop instead.
             return self._shifts(x, dim, weight)
         (pa0, pa1), (pb0, pb1) = self.pads
         if self.wrap:  # full layout, circular: pad by wrapping positions around
@@ -361,6 +364,12 @@ class TorchExecutor:
         if lay.mask is not None:
             t = torch.where(lay.mask, t, torch.zeros((), dtype=t.dtype, device=t.device))
         return s_new, t
+
+    def preferred_batch(self) -> int:
+        """Pairs per batch that keep one state tensor near `CACHE_BYTES`: large enough to amortise
+        per-operation overhead, small enough to stay in the last-level cache (measured on a
+        2-core EPYC: depth-3 GAP runs 2-3x slower at 8 pairs per batch than at 2-4)."""
+        return max(1, CACHE_BYTES // max(1, self.bytes_per_pair() // 16))
 
     def bytes_per_pair(self) -> int:
         """A generous estimate of the peak memory one pair needs in `pairs`."""

@@ -86,7 +86,11 @@ class CompiledKernel:
         env = os.environ.get("NTKC_TORCH_COMPILE")
         if env is not None:
             return env == "1"
-        if executor.name != "torch":
+        if executor.name != "torch" or x1.device.type != "cpu":
+            return False
+        # Fusion pays where a pair's state is large (all planes, as in GAP networks); a plane-0
+        # network (CNTK-V) runs as fast eagerly in large batches.
+        if executor.preferred_batch() > 64:
             return False
         n1 = x1.shape[0]
         pairs = n1 * (n1 + 1) // 2 if x2 is None else n1 * x2.shape[0]
@@ -225,13 +229,17 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
                 ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(a1 - a0), np.arange(b1 - b0), indexing="ij"))
             for start in range(0, len(ii), batch):
                 bi, bj = ii[start:start + batch], jj[start:start + batch]
+                count = len(bi)
+                if extra and count < batch:  # a compiled program keeps one shape: pad, then drop
+                    bi = np.concatenate([bi, np.repeat(bi[:1], batch - count)])
+                    bj = np.concatenate([bj, np.repeat(bj[:1], batch - count)])
                 i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
                 same = torch.as_tensor([f1[a0 + p] == f2[b0 + q] for p, q in zip(bi, bj)], device=dev)
                 s, t = executor.pairs(x1[a0:a1].index_select(0, i), xb[b0:b1].index_select(0, j),
                                       [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb],
                                       same, **extra)
-                _store(nngp, ntk, a0 + bi, b0 + bj, s, t, symmetric)
-                done += len(bi)
+                _store(nngp, ntk, a0 + bi[:count], b0 + bj[:count], s[:count], t[:count], symmetric)
+                done += count
                 if progress is not None:
                     progress(done, total)
     return nngp, ntk, total

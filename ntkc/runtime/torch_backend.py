@@ -247,7 +247,7 @@ class TorchExecutor:
         for long runs, costs tens of seconds once). Returns False if it cannot be compiled here."""
         if self._fused is None:
             try:
-                self._fused = torch.compile(self._pairs, dynamic=None)
+                self._fused = torch.compile(self._pairs, dynamic=False)
             except Exception as err:  # no compiler toolchain, unsupported platform, ...
                 warnings.warn(f"torch.compile is unavailable ({err}); running eagerly")
                 self._fused = False

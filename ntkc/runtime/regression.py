@@ -318,7 +318,9 @@ class EigenSolver:
 def holdout_split(y: Any, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (fit_index, val_index) split of the training labels, fixed by `seed`.
 
-    Each class keeps at least one item on the fit side.
+    Each class keeps at least one item on the fit side and, when it has two or more, gives at
+    least one to the validation side (so tiny training sets, e.g. 2 per class, can still choose a
+    ridge).
     """
     if not 0 < val_fraction < 1:
         raise RegressionError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -327,7 +329,7 @@ def holdout_split(y: Any, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.
     fit, val = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        nv = min(int(round(val_fraction * len(idx))), len(idx) - 1)
+        nv = min(max(int(round(val_fraction * len(idx))), 1 if len(idx) >= 2 else 0), len(idx) - 1)
         val.append(idx[:nv])
         fit.append(idx[nv:])
     fit_i, val_i = np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))

@@ -191,3 +191,12 @@ def test_rbf_on_digits_is_well_above_chance(digits):
     assert res.accuracy == pytest.approx(accuracy(res.scores, yt, res.classes))
     fixed = kernel_regression(k, y, kt, yt, ridge=1e-3)
     assert fixed.sweep is None and fixed.ridge == 1e-3 and fixed.accuracy > 0.9
+
+
+def test_holdout_split_on_two_items_per_class():
+    from ntkc.runtime.regression import holdout_split
+
+    y = np.repeat(np.arange(10), 2)
+    fit, val = holdout_split(y, 0.2, seed=0)
+    assert len(val) == 10 and len(fit) == 10
+    assert set(y[val]) == set(range(10)) == set(y[fit])

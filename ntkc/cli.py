@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import NtkcError
 
-RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,10 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compiler.rules.base import REQUIRED, LayerError, LayerRule, Param, Params, Shape
+from ..compiler.rules.base import LayerError, LayerRule, Param, Params, Shape
 from ..compiler.rules.registry import check_math, get_rule, known_rules, suggest
 from ..errors import ArchError, RuleError, Span
 from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, Value, parse

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

@@ -83,9 +83,3 @@ def window_table(axis: AxisWindow, lin: AxisLayout, lout: AxisLayout) -> np.ndar
     if (inside & (idx < 0)).any():
         raise AssertionError("window reads a displacement the plan did not demand")
     return np.where(inside, idx, lin.size)
-
-
-def point_table(lout: AxisLayout, side: int) -> np.ndarray:
-    """Position of the a-side (side 0) or b-side (side 1) of every state; n = zero slot."""
-    pos = lout.pq[side]
-    return np.where(lout.valid, pos, lout.n)

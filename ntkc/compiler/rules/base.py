@@ -14,7 +14,7 @@ Two kinds of rule cover the CNTK recursion:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 REQUIRED = object()

@@ -5,7 +5,7 @@ import difflib
 
 from ...errors import RuleError
 from ..ops import OPS, trace
-from .base import REQUIRED, ActivationRule, InputRule, LayerRule, Param, Params, WindowRule
+from .base import ActivationRule, InputRule, LayerRule, Param, Params, WindowRule
 
 _RULES: dict[str, LayerRule] = {}
 _TYPES = {"int", "float", "bool", "choice"}

@@ -50,6 +50,11 @@ class CompiledKernel:
         self.network = plan.network
         self._executors: dict = {}
 
+    def __deepcopy__(self, memo):
+        # Immutable once compiled (the executors only cache tables): scikit-learn's clone
+        # deep-copies estimator parameters, which need not copy those.
+        return self
+
     def __repr__(self) -> str:
         net = self.network
         return f"CompiledKernel({net.filename!r}, input {net.input}, {len(net.layers)} layers)"

@@ -114,6 +114,8 @@ def plot(rows: list[dict], path: Path, cfg: dict) -> None:
             ax.errorbar(xs, [np.mean(pts[x]) for x in xs], yerr=[np.std(pts[x]) for x in xs], marker="o",
                         capsize=3, label=f"{Path(arch).stem} {kern}")
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.set_xlabel("training-set size")
     else:
         archs = list(dict.fromkeys(r["arch"] for r in rows))

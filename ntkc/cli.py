@@ -214,6 +214,9 @@ def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool) -> 
     from .runtime.regression import kernel_regression
 
     fixed, ridges = _ridge_arg(ridge)
+    if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
+        # One image of some class: nothing can be held out to choose a ridge; use none.
+        fixed, ridges = 0.0, None
     k, tr, te = kernels(file, ds, dtype, backend, quiet)
     rows = []
     for which in ("nngp", "ntk"):

@@ -120,3 +120,9 @@ def test_layers_lists_rules(capsys):
     assert main(["layers"]) == 0
     out = capsys.readouterr().out
     assert "conv" in out and "padding=<same|valid|circular>" in out
+
+
+def test_regress_with_one_image_per_class_uses_no_ridge(arch, capsys):
+    assert main(["regress", str(arch), "--n-train", "10", "--n-test", "20", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "NTK" in out and "%" in out

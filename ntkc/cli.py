@@ -50,11 +50,25 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    def store_args(q):
+        q.add_argument("--store", metavar="DIR",
+                       help="compute into a resumable Gram store in DIR (tiles written atomically with "
+                            "checksums); rerunning the same command resumes an interrupted run")
+        q.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="with --store: compute tiles in this process (default) or as Ray tasks")
+        q.add_argument("--address", help="with --executor ray: address of a running Ray cluster "
+                                         "(default: start a local one)")
+        q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches, e.g. 512M or 4G "
+                                                          "(default 2G)")
+        q.add_argument("--tile", type=int, default=256, help="images per tile side in a store (default 256)")
+
     g = sub.add_parser("gram", help="compute train x train and test x train kernels to a .npz file",
                        description="Compute NNGP and NTK blocks of a dataset and save them.")
     g.add_argument("file", help="the .arch file")
     data_args(g)
-    g.add_argument("--out", required=True, help="output .npz (written atomically)")
+    g.add_argument("--out", help="output .npz (written atomically); needed unless --store is given")
+    store_args(g)
+    g.add_argument("--test-test", action="store_true", help="with --store, also compute the test x test block")
     g.set_defaults(func=cmd_gram)
 
     r = sub.add_parser("regress", help="kernel regression with NNGP and NTK; prints an accuracy table",
@@ -66,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="relative ridge (times the mean diagonal), or 'auto' to choose it on a held-out "
                         "part of the training set (default)")
     r.add_argument("--json", help="also write the results to this JSON file")
+    store_args(r)
     r.set_defaults(func=cmd_regress)
 
     e = sub.add_parser("run", help="run an experiment described by a YAML file",
@@ -151,13 +166,18 @@ def _progress(label: str, quiet: bool):
     return update, close
 
 
-def kernels(file: str, ds, dtype: str, backend: str, quiet: bool):
-    """Train x train and test x train NNGP / NTK for one architecture, with timings."""
+def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | None = None):
+    """Train x train and test x train NNGP / NTK for one architecture, with timings.
+
+    With `store` (a dict of `dir`, `executor`, `address`, `memory`, `tile`, `test_test`) the
+    kernels are computed into (or resumed from) a Gram store and returned memory-mapped."""
     import torch
 
     import ntkc
 
     k = ntkc.compile(file)
+    if store is not None:
+        return (k,) + _store_kernels(k, ds, dtype, backend, quiet, store)
     dt = torch.float64 if dtype == "float64" else torch.float32
     name = Path(file).stem
     update, close = _progress(f"{name} train", quiet)
@@ -173,16 +193,77 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool):
     return k, tr, te
 
 
+def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
+    from .runtime.gramjob import fill, open_store
+    from .runtime.kernel import KernelResult
+
+    store, settings = open_store(opts["dir"], k, ds.x_train, ds.x_test, description=ds.description,
+                                 y_train=ds.y_train, y_test=ds.y_test, dtype=dtype, backend=backend,
+                                 memory=opts.get("memory"), tile=opts.get("tile") or 256,
+                                 test_test=bool(opts.get("test_test")))
+    for w in store.warnings:
+        print(f"ntkc: warning: {w}", file=sys.stderr)
+    if not quiet:
+        print(f"store {store.root}: {store.status()} already done", file=sys.stderr)
+    update, close = _progress(f"{Path(k.network.filename).stem} store", quiet)
+    try:
+        stats = fill(store, k, ds.x_train, ds.x_test, settings, executor=opts.get("executor") or "local",
+                     address=opts.get("address"), progress=update,
+                     log=(lambda m: None) if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)))
+    except KeyboardInterrupt:
+        close()
+        print(f"ntkc: interrupted; the store {store.root} keeps {store.status()}; rerun the same command "
+              "to finish", file=sys.stderr)
+        raise
+    finally:
+        close()
+    computed = stats["seconds"]
+    tr = KernelResult(*store.matrices("train_train"), computed, stats["pairs"], settings.backend)
+    te = KernelResult(*store.matrices("test_train"), 0.0, 0, settings.backend)
+    return tr, te
+
+
+def _store_opts(args) -> dict | None:
+    if not getattr(args, "store", None):
+        for flag in ("executor", "address"):
+            if getattr(args, flag, None) not in (None, "local"):
+                raise NtkcError(f"--{flag} needs --store DIR", hint="tiles are farmed out into a Gram store folder")
+        return None
+    return {"dir": args.store, "executor": args.executor, "address": args.address, "memory": args.memory,
+            "tile": args.tile, "test_test": getattr(args, "test_test", False)}
+
+
+def _bytes_arg(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().rstrip("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512M or 4G") from None
+
+
 def cmd_gram(args) -> int:
+    store = _store_opts(args)
+    if store is None and not args.out:
+        raise NtkcError("ntkc gram needs --out FILE.npz or --store DIR (or both)")
     ds = _load(args)
-    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet)
+    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet, store)
+    if args.out is None:
+        print(f"store {args.store} complete: train x train {tr.nngp.shape}, test x train {te.nngp.shape}; "
+              f"{tr.seconds:.1f} s in this run")
+        return 0
     meta = {"arch": k.network.source, "arch_file": args.file, "dataset": ds.name,
             "description": ds.description, "dtype": args.dtype, "backend": tr.backend,
             "seconds": tr.seconds + te.seconds, "pairs": tr.pairs + te.pairs}
     _save_npz(args.out, nngp_train=tr.nngp, ntk_train=tr.ntk, nngp_test=te.nngp, ntk_test=te.ntk,
               y_train=ds.y_train, y_test=ds.y_test, meta=np.array(json.dumps(meta)))
-    print(f"wrote {args.out}: train {tr.nngp.shape}, test {te.nngp.shape}, "
-          f"{meta['pairs']} pairs in {meta['seconds']:.1f} s ({meta['pairs'] / max(meta['seconds'], 1e-9):.0f} pairs/s)")
+    if store is not None:
+        print(f"wrote {args.out} from the store {args.store}: train {tr.nngp.shape}, test {te.nngp.shape}")
+    else:
+        print(f"wrote {args.out}: train {tr.nngp.shape}, test {te.nngp.shape}, {meta['pairs']} pairs in "
+              f"{meta['seconds']:.1f} s ({meta['pairs'] / max(meta['seconds'], 1e-9):.0f} pairs/s)")
     return 0
 
 
@@ -210,14 +291,14 @@ def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
         raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
 
 
-def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool) -> list[dict]:
+def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None) -> list[dict]:
     from .runtime.regression import kernel_regression
 
     fixed, ridges = _ridge_arg(ridge)
     if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
         # One image of some class: nothing can be held out to choose a ridge; use none.
         fixed, ridges = 0.0, None
-    k, tr, te = kernels(file, ds, dtype, backend, quiet)
+    k, tr, te = kernels(file, ds, dtype, backend, quiet, store)
     rows = []
     for which in ("nngp", "ntk"):
         res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
@@ -249,8 +330,12 @@ def cmd_regress(args) -> int:
           f"{ds.image_shape}; {ds.description}")
     print(f"kernels in {args.dtype}; ridge {'chosen on a held-out 20% of the training set' if args.ridge == 'auto' else args.ridge}")
     rows = []
+    store = _store_opts(args)
+    if store is not None and len(args.files) > 1:
+        raise NtkcError("--store holds the kernels of one architecture; give one .arch file with it",
+                        hint="or use `ntkc run` with a `store:` folder, which keeps one store per architecture")
     for f in args.files:
-        rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet)
+        rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store)
     print(_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

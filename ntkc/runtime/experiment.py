@@ -2,7 +2,9 @@
 
 A config names `architectures` (paths, relative to the config file), a `dataset` (and
 `data_dir`), `n_train` (a number or a list), `n_test`, `seeds`, `dtype`, `backend`, `ridge`
-('auto' or a number), `zca` and an `output` folder. Results go to `output/results.json`, next to
+('auto' or a number), `zca` and an `output` folder. With `store: DIR` every kernel is computed
+into a resumable Gram store under DIR (one per architecture, size and seed; `executor: ray` and
+`address` farm its tiles out to Ray), so an interrupted experiment resumes where it stopped. Results go to `output/results.json`, next to
 a copy of the config, with a plot `output/accuracy.png` (accuracy against training-set size when
 several sizes are run, else against architecture).
 """
@@ -18,7 +20,7 @@ import yaml
 from ..errors import NtkcError
 
 KEYS = {"name", "architectures", "dataset", "data_dir", "n_train", "n_test", "seeds", "dtype", "backend",
-        "ridge", "zca", "output", "layout", "published"}
+        "ridge", "zca", "output", "layout", "published", "store", "executor", "address"}
 
 
 class ConfigError(NtkcError, ValueError):
@@ -55,6 +57,12 @@ def load_config(path: str | Path) -> dict:
     cfg.setdefault("ridge", "auto")
     cfg["output"] = str(base / cfg.get("output", f"out/{path.stem}"))
     cfg["name"] = cfg.get("name", path.stem)
+    if cfg.get("store"):
+        cfg["store"] = str(base / cfg["store"])
+    if cfg.get("executor", "local") not in ("local", "ray"):
+        raise ConfigError(f"{path}: `executor` must be local or ray, got {cfg['executor']!r}")
+    if cfg.get("executor", "local") == "ray" and not cfg.get("store"):
+        raise ConfigError(f"{path}: `executor: ray` needs a `store` folder", hint="add `store: out/store`")
     return cfg
 
 
@@ -73,7 +81,11 @@ def run_experiment(config: str | Path, quiet: bool = False) -> dict:
             ds = load_dataset(cfg["dataset"], data_dir=cfg.get("data_dir"), n_train=n, n_test=cfg.get("n_test"),
                               seed=seed, zca=cfg.get("zca"), layout=cfg.get("layout", "NCHW"))
             for arch in cfg["architectures"]:
-                for row in regress_one(arch, ds, cfg["dtype"], cfg["backend"], cfg["ridge"], quiet):
+                store = None
+                if cfg.get("store"):
+                    store = {"dir": str(Path(cfg["store"]) / f"{Path(arch).stem}_n{n}_seed{seed}"),
+                             "executor": cfg.get("executor", "local"), "address": cfg.get("address")}
+                for row in regress_one(arch, ds, cfg["dtype"], cfg["backend"], cfg["ridge"], quiet, store):
                     row["seed"] = seed
                     rows.append(row)
                 _write(folder, cfg, rows, started)

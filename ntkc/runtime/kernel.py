@@ -200,16 +200,16 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
          tile: int = TILE):
     """NNGP and NTK [n1, n2], tile by tile, in pair batches that fit `memory` bytes.
 
-    Variance maps are computed per tile (cheap next to the pairs), so working memory does not
-    grow with the number of images; `out=(nngp, ntk)` (numpy arrays, e.g. np.memmap) receives
-    the results instead of new tensors. With `x2` None each unordered pair is computed once.
+    Variance maps are computed once per tile row (cheap next to the pairs), so working memory
+    does not grow with the number of images; `out=(nngp, ntk)` (numpy arrays, e.g. np.memmap)
+    receives the results instead of new tensors. With `x2` None each unordered pair is computed
+    once. Each tile is computed by `compute_tile`, the same unit a Gram store saves, so a matrix
+    assembled from a store is bitwise the one computed here with the same tile size and batch.
     """
     symmetric = x2 is None
     xb = x1 if symmetric else x2
     n1, n2 = x1.shape[0], xb.shape[0]
-    f1 = fingerprints(x1)
-    f2 = f1 if symmetric else fingerprints(xb)
-    batch = _batch(executor, memory)
+    batch = pair_batch(executor, memory)
     dev = x1.device
     if out is None:
         nngp = torch.empty(n1, n2, dtype=x1.dtype, device=dev)
@@ -220,57 +220,93 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
             raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     done = 0
-    extra = {"fused": True} if fuse and executor.name == "torch" else {}
     for a0 in range(0, n1, tile):
         a1 = min(n1, a0 + tile)
-        va = _maps(executor, x1[a0:a1], memory)
+        va = variance_maps(executor, x1[a0:a1], memory)
         for b0 in range(a0 if symmetric else 0, n2, tile):
             b1 = min(n2, b0 + tile)
-            vb = va if (symmetric and b0 == a0) else _maps(executor, xb[b0:b1], memory)
-            if symmetric and b0 == a0:
-                ii, jj = np.triu_indices(a1 - a0)
-            else:
-                ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(a1 - a0), np.arange(b1 - b0), indexing="ij"))
-            for start in range(0, len(ii), batch):
-                bi, bj = ii[start:start + batch], jj[start:start + batch]
-                count = len(bi)
-                if extra and count < batch:  # a compiled program keeps one shape: pad, then drop
-                    bi = np.concatenate([bi, np.repeat(bi[:1], batch - count)])
-                    bj = np.concatenate([bj, np.repeat(bj[:1], batch - count)])
-                i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
-                same = torch.as_tensor([f1[a0 + p] == f2[b0 + q] for p, q in zip(bi, bj)], device=dev)
-                s, t = executor.pairs(x1[a0:a1].index_select(0, i), xb[b0:b1].index_select(0, j),
-                                      [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb],
-                                      same, **extra)
-                _store(nngp, ntk, a0 + bi[:count], b0 + bj[:count], s[:count], t[:count], symmetric)
-                done += count
+            diagonal = symmetric and b0 == a0
+            vb = va if diagonal else variance_maps(executor, xb[b0:b1], memory)
+
+            def tick(count: int, base=done) -> None:
                 if progress is not None:
-                    progress(done, total)
+                    progress(base + count, total)
+
+            s, t = compute_tile(executor, x1[a0:a1], xb[b0:b1], va, vb, diagonal, batch, fuse, tick)
+            done += tile_pairs(a1 - a0, b1 - b0, diagonal)
+            _put(nngp, a0, b0, s)
+            _put(ntk, a0, b0, t)
+            if symmetric and not diagonal:
+                _put(nngp, b0, a0, s.T)
+                _put(ntk, b0, a0, t.T)
     return nngp, ntk, total
 
 
-def _store(nngp, ntk, rows, cols, s, t, symmetric: bool) -> None:
-    if isinstance(nngp, torch.Tensor):
-        r = torch.as_tensor(rows, device=nngp.device)
-        c = torch.as_tensor(cols, device=nngp.device)
+def tile_pairs(rows: int, cols: int, diagonal: bool) -> int:
+    """Pairs a tile computes: all of them, or the upper triangle of a diagonal tile."""
+    return rows * (rows + 1) // 2 if diagonal else rows * cols
+
+
+def compute_tile(executor, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Tensor], vb: list[torch.Tensor],
+                 diagonal: bool, batch: int, fuse: bool = False,
+                 progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NNGP and NTK of one tile, [len(xa), len(xb)], as tensors on the images' device.
+
+    `va`, `vb` are the variance maps of `xa`, `xb`. A `diagonal` tile (xa is xb, in a symmetric
+    Gram matrix) computes its upper triangle and mirrors it. The pairs go to the executor in
+    batches of `batch`, in a fixed order, so the same tile always gives the same bits.
+    """
+    ra, rb = xa.shape[0], xb.shape[0]
+    dev = xa.device
+    fa = fingerprints(xa)
+    fb = fa if diagonal else fingerprints(xb)
+    if diagonal:
+        ii, jj = np.triu_indices(ra)
     else:
-        r, c = rows, cols
-        s, t = s.detach().cpu().numpy(), t.detach().cpu().numpy()
-    nngp[r, c] = s
-    ntk[r, c] = t
-    if symmetric:
-        nngp[c, r] = s
-        ntk[c, r] = t
+        ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(ra), np.arange(rb), indexing="ij"))
+    s_tile = torch.zeros(ra, rb, dtype=xa.dtype, device=dev)
+    t_tile = torch.zeros(ra, rb, dtype=xa.dtype, device=dev)
+    extra = {"fused": True} if fuse and executor.name == "torch" else {}
+    for start in range(0, len(ii), batch):
+        bi, bj = ii[start:start + batch], jj[start:start + batch]
+        count = len(bi)
+        if extra and count < batch:  # a compiled program keeps one shape: pad, then drop
+            bi = np.concatenate([bi, np.repeat(bi[:1], batch - count)])
+            bj = np.concatenate([bj, np.repeat(bj[:1], batch - count)])
+        i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
+        same = torch.as_tensor([fa[p] == fb[q] for p, q in zip(bi, bj)], device=dev)
+        s, t = executor.pairs(xa.index_select(0, i), xb.index_select(0, j),
+                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb],
+                              same, **extra)
+        r, c = i[:count], j[:count]
+        s_tile[r, c] = s[:count]
+        t_tile[r, c] = t[:count]
+        if progress is not None:
+            progress(start + count)
+    if diagonal:
+        lower = torch.tril_indices(ra, ra, -1, device=dev)
+        s_tile[lower[0], lower[1]] = s_tile[lower[1], lower[0]]
+        t_tile[lower[0], lower[1]] = t_tile[lower[1], lower[0]]
+    return s_tile, t_tile
 
 
-def _batch(executor, memory: int) -> int:
+def _put(dest, r0: int, c0: int, block: torch.Tensor) -> None:
+    r1, c1 = r0 + block.shape[0], c0 + block.shape[1]
+    if isinstance(dest, torch.Tensor):
+        dest[r0:r1, c0:c1] = block
+    else:
+        dest[r0:r1, c0:c1] = block.detach().cpu().numpy()
+
+
+def pair_batch(executor, memory: int) -> int:
     """Pairs per batch: what the backend prefers, within the memory budget."""
     batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
     preferred = getattr(executor, "preferred_batch", None)
     return min(batch, preferred()) if preferred is not None else batch
 
 
-def _maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:
+def variance_maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:
+    """The variance maps of images `x`, computed in batches that fit `memory` bytes."""
     batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
     parts = [executor.variance_maps(x[i:i + batch]) for i in range(0, x.shape[0], batch)]
     if not parts or not parts[0]:

@@ -1,0 +1,189 @@
+"""Filling a Gram store: the missing tiles, grouped into units of work, run in this process or as
+Ray tasks, then assembled into memory-mappable matrices.
+
+A unit is a run of tiles on one tile row of one block: its variance maps for the row's images
+are computed once and reused for every tile of the unit, and column maps are kept in a small
+cache (in a symmetric block, column tile j's maps are row tile j's). Each tile is written as
+soon as it is done, so an interruption loses at most the tiles in flight.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .kernel import DEFAULT_MEMORY, compute_tile, variance_maps
+from .store import BLOCKS, GramStore, StoreError, Tile, make_manifest
+
+TILE = 256  # images per tile side in a store: 32k pairs per off-diagonal tile
+TILES_PER_UNIT = 4
+
+
+@dataclass
+class Settings:
+    """How tiles are computed; stored in the manifest so that a resumed run computes alike."""
+
+    backend: str
+    dtype: str
+    batch: int
+    fuse: bool
+    memory: int
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+
+def units(tiles: list[Tile], per_unit: int = TILES_PER_UNIT) -> list[list[Tile]]:
+    """Group tiles (in row order) into runs of at most `per_unit` tiles on one tile row."""
+    out: list[list[Tile]] = []
+    for t in tiles:
+        if out and out[-1][0].block == t.block and out[-1][0].i == t.i and len(out[-1]) < per_unit:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+class _MapCache:
+    """Variance maps per (side, tile index), least recently used first out, within a byte budget."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key, make: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        maps = make()
+        self.items[key] = maps
+        while len(self.items) > 2 and sum(_nbytes(m) for m in self.items.values()) > self.budget:
+            self.items.popitem(last=False)
+        return maps
+
+
+def _nbytes(maps: list[torch.Tensor]) -> int:
+    return sum(m.numel() * m.element_size() for m in maps)
+
+
+def run_unit(store: GramStore, executor, images: dict[str, torch.Tensor], unit: list[Tile],
+             settings: Settings, cache: _MapCache | None = None,
+             tick: Callable[[int], None] | None = None) -> int:
+    """Compute the tiles of one unit that are not yet stored; write each. Returns pairs done."""
+    cache = cache or _MapCache(settings.memory // 4)
+    rows_side, cols_side, _ = BLOCKS[unit[0].block]
+    t = store.tile
+    done = 0
+    for tile in unit:
+        if store.read_tile(tile) is not None:  # a retried task, or another worker, stored it
+            continue
+        xa = images[rows_side][tile.r0:tile.r1]
+        xb = images[cols_side][tile.c0:tile.c1]
+        va = cache.get((rows_side, tile.i), lambda: variance_maps(executor, xa, settings.memory))
+        vb = cache.get((cols_side, tile.j), lambda: variance_maps(executor, xb, settings.memory))
+        assert tile.r0 == tile.i * t and tile.c0 == tile.j * t
+        s, k = compute_tile(executor, xa, xb, va, vb, tile.diagonal, settings.batch, settings.fuse)
+        store.write_tile(tile, s.cpu().numpy(), k.cpu().numpy())
+        done += tile.pairs
+        if tick is not None:
+            tick(tile.pairs)
+    return done
+
+
+def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None, y_test=None,
+               dtype: str = "float32", backend: str = "auto", device=None, memory: int | None = None,
+               tile: int = TILE, fuse: bool | None = None, test_test: bool = False) -> tuple[GramStore, Settings]:
+    """Create or resume the store for this computation (refusing one made for another)."""
+    from .kernel import _check_dtype, pair_batch
+
+    memory = memory or DEFAULT_MEMORY
+    tdtype = _check_dtype(dtype)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    executor = kernel.executor(backend, tdtype, dev)
+    if fuse is None:
+        t1 = torch.as_tensor(np.asarray(x_train[:1]))
+        fuse = kernel._fuse_by_default(executor, t1.expand(len(x_train), *t1.shape[1:]), None)
+    settings = Settings(executor.name, "float64" if tdtype == torch.float64 else "float32",
+                        pair_batch(executor, memory), bool(fuse), memory)
+    blocks = ("train_train",) + (() if x_test is None else ("test_train",) + (("test_test",) if test_test else ()))
+    manifest = make_manifest(kernel.network.source, kernel.network.filename, x_train, x_test,
+                             description=description, dtype=settings.dtype, backend=settings.backend,
+                             tile=tile, batch=settings.batch, fuse=settings.fuse, blocks=blocks)
+    labels = None
+    if y_train is not None:
+        labels = {"y_train": np.asarray(y_train), "y_test": np.asarray(y_test if y_test is not None else [])}
+    store = GramStore.create_or_resume(root, manifest, labels)
+    # Resuming: compute as the store was started (batch and fusion decide the last bits), even
+    # if this run was given another memory budget.
+    settings.batch, settings.fuse = int(store.manifest["batch"]), bool(store.manifest["fuse"])
+    return store, settings
+
+
+def fill(store: GramStore, kernel, x_train, x_test, settings: Settings, *, device=None,
+         executor: str = "local", address: str | None = None, retries: int = 3,
+         progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Compute every missing tile of `store`, then assemble its matrices.
+
+    `executor` is "local" (this process) or "ray" (`address` of a running cluster, or a local
+    one started for the run). Tiles found corrupt while assembling are computed again. Returns
+    counts: tiles computed, tiles found already stored, pairs, seconds.
+    """
+    log = log or (lambda msg: None)
+    images = {"train": _tensor(x_train, settings, device)}
+    if x_test is not None:
+        images["test"] = _tensor(x_test, settings, device)
+    total = sum(t.pairs for t in store.all_tiles())
+    started = time.perf_counter()
+    stats = {"tiles_computed": 0, "tiles_stored_before": 0, "pairs": total}
+    first = True
+    while True:
+        todo = store.missing()
+        if first:
+            stats["tiles_stored_before"] = len(store.all_tiles()) - len(todo)
+            first = False
+        if todo:
+            done0 = total - sum(t.pairs for t in todo)
+            if executor == "local":
+                _fill_local(store, kernel, images, todo, settings, done0, total, progress)
+            elif executor == "ray":
+                from .ray_executor import fill_ray
+                fill_ray(store, kernel, images, todo, settings, done0, total, progress, address, retries, log)
+            else:
+                raise StoreError(f"unknown executor {executor!r}", hint="use 'local' or 'ray'")
+            stats["tiles_computed"] += len(todo)
+        bad = store.assemble()
+        for msg in store.repaired:
+            log(msg)
+        store.repaired.clear()
+        if not bad:
+            break
+    stats["seconds"] = time.perf_counter() - started
+    return stats
+
+
+def _tensor(x, settings: Settings, device) -> torch.Tensor:
+    t = torch.as_tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    t = t.to(settings.torch_dtype)
+    return t.to(device) if device is not None else t
+
+
+def _fill_local(store, kernel, images, todo, settings, done0, total, progress) -> None:
+    dev = images["train"].device
+    executor = kernel.executor(settings.backend, settings.torch_dtype, dev)
+    cache = _MapCache(settings.memory // 4)
+    done = [done0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
+    if progress is not None:
+        progress(done0, total)
+    for unit in units(todo):
+        run_unit(store, executor, images, unit, settings, cache, tick)

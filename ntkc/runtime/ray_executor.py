@@ -1,0 +1,111 @@
+"""Ray as the distributed engine of a Gram store: each unit of tiles is a Ray task.
+
+A task compiles the architecture from its source (once per worker process), computes the unit's
+tiles that are not yet stored and writes them to the store folder itself, so the store must be on
+a file system every node sees (NFS, a cluster file system, or one machine). A task that dies with
+its worker is retried by Ray (`retries` times); its tiles already written are skipped on retry.
+With the triton backend each task asks for one GPU; with the torch backend,
+one CPU. The driver resolves the backend, so run it where the workers' kind of device is (a GPU
+node for triton). Ray is an optional dependency: `pip install 'ntkc[ray]'`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .store import GramStore, StoreError
+
+_KERNELS: dict = {}  # per worker process: (source, file) -> CompiledKernel
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise StoreError("--executor ray needs Ray, which is not installed",
+                         hint="pip install 'ntkc[ray]' (or pip install ray), or use the default local executor") from None
+    return ray
+
+
+def _work(root: str, source: str, filename: str, rows, cols, unit, settings, same_images: bool) -> int:
+    """The body of one Ray task (runs in a worker process)."""
+    import numpy as np
+    import torch
+
+    import ntkc
+
+    from .gramjob import run_unit
+    from .store import BLOCKS
+
+    key = (source, filename)
+    if key not in _KERNELS:
+        _KERNELS[key] = ntkc.compile(source, filename=filename)
+    kernel = _KERNELS[key]
+    device = torch.device("cuda") if settings.backend == "triton" else torch.device("cpu")
+    store = GramStore.open(root)
+    executor = kernel.executor(settings.backend, settings.torch_dtype, device)
+    r_side, c_side, _ = BLOCKS[unit[0].block]
+    images = {r_side: torch.as_tensor(np.asarray(rows)).to(device)}
+    images[c_side] = images[r_side] if same_images else torch.as_tensor(np.asarray(cols)).to(device)
+    return run_unit(store, executor, images, unit, settings)
+
+
+def fill_ray(store: GramStore, kernel, images: dict, todo: list, settings, done0: int, total: int,
+             progress: Callable[[int, int], None] | None, address: str | None, retries: int,
+             log: Callable[[str], None]) -> None:
+    ray = _import_ray()
+    from .gramjob import units
+    from .store import BLOCKS
+
+    started_here = False
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"include_dashboard": False}
+        try:
+            ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+        except Exception as err:  # noqa: BLE001  (Ray raises several kinds for a bad address)
+            raise StoreError(f"cannot connect to Ray{' at ' + address if address else ''}: {err}",
+                             hint="start a cluster with `ray start --head` and pass its address, "
+                                  "or omit --address to start a local one") from None
+        started_here = True
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        use_gpu = settings.backend == "triton"
+        if use_gpu and gpus == 0:
+            raise StoreError("the triton backend needs GPUs, and this Ray cluster has none",
+                             hint="use --backend torch for CPU workers")
+        remote = ray.remote(_work).options(num_gpus=1 if use_gpu else 0, num_cpus=1, max_retries=retries,
+                                           retry_exceptions=False, name="ntkc_tiles")
+        log(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs; "
+            f"{len(todo)} tiles as tasks on {'GPUs' if use_gpu else 'CPUs'}")
+        refs = {side: ray.put(x.cpu().numpy()) for side, x in images.items()}
+        pending = {}
+        for unit in units(todo):
+            r_side, c_side, _ = BLOCKS[unit[0].block]
+            ref = remote.remote(str(store.root), kernel.network.source, kernel.network.filename,
+                                refs[r_side], refs[c_side], unit, settings, r_side == c_side)
+            pending[ref] = unit
+        done = done0
+        if progress is not None:
+            progress(done, total)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                unit = pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as err:  # noqa: BLE001
+                    for other in pending:
+                        ray.cancel(other)
+                    raise StoreError(f"a Ray task computing {unit[0]} failed after {retries} retries: "
+                                     f"{_first_line(err)}",
+                                     hint="the tiles already stored are safe; fix the cause and rerun the same command") from None
+                done += sum(t.pairs for t in unit)
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__

@@ -270,3 +270,37 @@ def test_cli_store_round_trip_and_errors(tmp_path, capsys):
     assert main(["regress", str(V_ARCH), "--n-train", "20", "--n-test", "6", "--store", str(tmp_path / "st"),
                  "--tile", "8", "--quiet"]) == 0
     assert "NTK" in capsys.readouterr().out
+
+
+def test_python_api_gram_store_resumes(tmp_path, kernel, ds):
+    seen = []
+    st = ntkc.gram_store(kernel, tmp_path / "api", ds.x_train, ds.x_test, dtype="float64", tile=TILE,
+                         progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == 40 * 41 // 2 + 12 * 40
+    victim = tile_files(st)[4]
+    victim.unlink()
+    for p in (st.root).glob("*.npy"):
+        p.unlink()  # as if the run had died before assembling
+    again = ntkc.gram_store(kernel, tmp_path / "api", ds.x_train, ds.x_test, dtype="float64", tile=TILE)
+    assert victim.exists()
+    assert_same(again, reference(kernel, ds, open_store(tmp_path / "api", kernel, ds.x_train, ds.x_test,
+                                                        description="", dtype="float64", tile=TILE)[1]))
+
+
+def test_experiment_with_a_store_keeps_one_store_per_run_and_resumes(tmp_path):
+    from ntkc.runtime.experiment import run_experiment
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(f"architectures: [{V_ARCH}]\ndataset: digits\nn_train: [20, 30]\nn_test: 10\n"
+                   "seeds: [0]\ndtype: float64\nridge: 0\nstore: st\noutput: out\n")
+    first = run_experiment(cfg, quiet=True)["rows"]
+    stores = sorted(p.name for p in (tmp_path / "st").iterdir())
+    assert stores == ["digits_v_n20_seed0", "digits_v_n30_seed0"]
+    shutil_target = tmp_path / "st" / "digits_v_n30_seed0"
+    for p in shutil_target.glob("*.npy"):
+        p.unlink()  # the second run resumes from the tiles alone
+    second = run_experiment(cfg, quiet=True)["rows"]
+    assert [r["accuracy"] for r in first] == [r["accuracy"] for r in second]
+    cfg.write_text(cfg.read_text() + "executor: spark\n")
+    with pytest.raises(ntkc.NtkcError, match="executor"):
+        run_experiment(cfg, quiet=True)

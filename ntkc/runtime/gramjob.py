@@ -187,3 +187,24 @@ def _fill_local(store, kernel, images, todo, settings, done0, total, progress) -
         progress(done0, total)
     for unit in units(todo):
         run_unit(store, executor, images, unit, settings, cache, tick)
+
+
+def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None, dtype: str = "float32",
+               backend: str = "auto", device=None, executor: str = "local", address: str | None = None,
+               memory: int | None = None, tile: int = TILE, test_test: bool = False,
+               description: str = "", progress: Callable[[int, int], None] | None = None,
+               log: Callable[[str], None] | None = None) -> GramStore:
+    """Compute (or resume) the Gram matrices of `kernel` on these images in the store `root`.
+
+    Returns the finished store; `store.matrices("train_train")` and `("test_train")` give the
+    (NNGP, NTK) matrices memory-mapped. Raises StoreError for a store made for another
+    computation, or when the disk fills (the finished tiles stay; call again to resume).
+    """
+    store, settings = open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
+                                 y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
+                                 tile=tile, test_test=test_test)
+    for w in store.warnings:
+        (log or print)(w)
+    fill(store, kernel, x_train, x_test, settings, device=device, executor=executor, address=address,
+         progress=progress, log=log)
+    return store

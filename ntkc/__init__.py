@@ -23,4 +23,27 @@ def compile(spec: "str | Path", filename: str | None = None):  # noqa: A001 (the
     return CompiledKernel(lower(load(spec, filename)))
 
 
-__all__ = ["compile", "ArchError", "BackendError", "InputError", "NtkcError", "RuleError", "__version__"]
+def gram_store(kernel, store, x_train, x_test=None, **options):
+    """Compute, or resume, `kernel`'s Gram matrices of these images in the store folder `store`.
+
+    Tiles are written atomically with checksums, so an interrupted call loses at most the
+    tiles in flight and calling it again finishes the rest, bitwise as if never interrupted.
+    Returns the store: `store.matrices("train_train")` / `("test_train")` are memory-mapped
+    (NNGP, NTK). Options: y_train, y_test, dtype, backend, device, executor ("local" or "ray"),
+    address, memory, tile, test_test, description, progress, log; see
+    `ntkc.runtime.gramjob.gram_store`.
+    """
+    from .runtime.gramjob import gram_store as _gram_store
+
+    return _gram_store(kernel, store, x_train, x_test, **options)
+
+
+def load_rules(spec: "str | Path", base_dir: "str | Path | None" = None):
+    """Import a module of user-defined layer rules (a .py path or a dotted module name) so that
+    `.arch` files can name its layers; see `ntkc.rules` and docs/rules.md."""
+    from .compiler.rules.loader import load_rules as _load
+
+    return _load(spec, base_dir)
+
+
+__all__ = ["compile", "gram_store", "load_rules", "ArchError", "BackendError", "InputError", "NtkcError", "RuleError", "__version__"]

@@ -19,15 +19,25 @@ import re
 
 import numpy as np
 
-ACTIVATIONS = ("relu", "erf", "identity")
+ACTIVATIONS = ("relu", "erf", "identity")  # the closed forms valid for any variance
+# abrelu / leaky_relu (closed forms), gelu and the user-rule example sine (quadrature, checked for
+# variances up to 4 only, so not drawn by the random-network tests)
+MORE_ACTIVATIONS = ("abrelu", "leaky_relu", "gelu", "sine")
 
 DEFAULTS = {
-    "conv": {"size": 3, "stride": 1, "padding": "same", "w_std": 1.0, "b_std": 0.0, "trainable": True},
+    "conv": {"size": 3, "stride": 1, "padding": "same", "w_std": 1.0, "b_std": 0.0, "trainable": True,
+             "dilation": 1},
     "dense": {"w_std": 1.0, "b_std": 0.0, "trainable": True},
     "avgpool": {"size": None, "stride": None},  # size is required; stride defaults to size
     "relu": {},
     "erf": {},
     "identity": {},
+    "abrelu": {"a": 0.0, "b": 1.0},
+    "leaky_relu": {"slope": 0.01},
+    "gelu": {},
+    "sine": {"freq": 1.0},  # the user-rule example (examples/user_rules/sine.py)
+    "lap": {"size": 3, "padding": "same"},
+    "flip": {},
     "gap": {},
     "flatten": {},
 }
@@ -47,10 +57,10 @@ def layer(name: str, **params) -> tuple[str, dict]:
             raise ValueError("avgpool needs size=")
         if full["stride"] is None:
             full["stride"] = full["size"]
-    for key in ("w_std", "b_std"):
+    for key in ("w_std", "b_std", "a", "b", "slope", "freq"):
         if key in full:
             full[key] = float(full[key])
-    for key in ("size", "stride"):
+    for key in ("size", "stride", "dilation"):
         if key in full:
             full[key] = int(full[key])
     return (name, full)
@@ -60,13 +70,15 @@ def layer(name: str, **params) -> tuple[str, dict]:
 # geometry, one spatial axis at a time
 
 
-def conv_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
+def conv_geometry(n: int, k: int, s: int, padding: str, dilation: int = 1) -> tuple[int, int]:
     """(output size, lo) of a conv along an axis of input size n.
 
-    Output position o reads input positions s*o + d - lo, d in [0, k).
+    Output position o reads input positions s*o + r*d - lo, d in [0, k), r the dilation; the
+    window spans k' = r (k - 1) + 1 positions, and k' stands for k below.
     same/circular: out = ceil(n/s), pad_total = max((out-1)*s + k - n, 0), lo = pad_total // 2
     (the TF/JAX 'SAME' rule); valid: out = (n-k)//s + 1, lo = 0.
     """
+    k = dilation * (k - 1) + 1
     if padding == "valid":
         if k > n:
             raise ValueError(f"valid conv of size {k} on a map of size {n}")
@@ -78,13 +90,13 @@ def conv_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
     raise ValueError(f"unknown padding {padding!r}")
 
 
-def conv_taps(n: int, k: int, s: int, padding: str) -> np.ndarray:
+def conv_taps(n: int, k: int, s: int, padding: str, dilation: int = 1) -> np.ndarray:
     """A[d, o, i] = 1 when tap d of output o reads input i (zero rows for taps in the padding)."""
-    out, lo = conv_geometry(n, k, s, padding)
+    out, lo = conv_geometry(n, k, s, padding, dilation)
     A = np.zeros((k, out, n))
     for d in range(k):
         for o in range(out):
-            i = s * o + d - lo
+            i = s * o + dilation * d - lo
             if padding == "circular":
                 A[d, o, i % n] = 1.0
             elif 0 <= i < n:
@@ -100,6 +112,21 @@ def pool_matrix(n: int, k: int, s: int) -> np.ndarray:
     M = np.zeros((out, n))
     for o in range(out):
         M[o, s * o: s * o + k] = 1.0 / k
+    return M
+
+
+def lap_matrix(n: int, k: int, padding: str) -> np.ndarray:
+    """M[o, i]: the k-window average around o (stride 1, size kept); zeros outside the map
+    (`same`, the divisor stays k) or wrapping around (`circular`). Low pad (k - 1) // 2."""
+    lo = (k - 1) // 2
+    M = np.zeros((n, n))
+    for o in range(n):
+        for e in range(k):
+            i = o + e - lo
+            if padding == "circular":
+                M[o, i % n] += 1.0 / k
+            elif 0 <= i < n:
+                M[o, i] += 1.0 / k
     return M
 
 
@@ -124,7 +151,69 @@ def _identity(u, v1, v2):
     return u, np.ones_like(u)
 
 
-_ACT = {"relu": _relu, "erf": _erf, "identity": _identity}
+def _abrelu_with(a, b):
+    """a min(x, 0) + b max(x, 0), from four relu quadrants: min(x, 0) = -relu(-x), and
+    (-X, Y) has covariance -u, so E[min(X,0) max(Y,0)] = -J(-u) with J the relu kernel."""
+    def act(u, v1, v2):
+        j_pos, p_pos = _relu(u, v1, v2)
+        j_neg, p_neg = _relu(-u, v1, v2)
+        return (a * a + b * b) * j_pos - 2 * a * b * j_neg, (a * a + b * b) * p_pos + 2 * a * b * p_neg
+    return act
+
+
+_GL_Z, _GL_W = np.polynomial.legendre.leggauss(96)
+_GH_Z = 11.0 * _GL_Z  # z in [-11, 11]; the Gaussian weight outside is < 1e-26
+_GH_W = 11.0 * _GL_W * np.exp(-_GH_Z ** 2 / 2) / math.sqrt(2 * math.pi)
+
+
+def _gelu(u, v1, v2):
+    """x Phi(x) by 96 x 96-point Gauss-Legendre quadrature of the standard-normal integral over
+    [-11, 11]^2 (the integrand is smooth, so this converges to rounding)."""
+    u, v1, v2 = np.broadcast_arrays(np.asarray(u, dtype=np.float64), v1, v2)
+    if max(np.max(v1), np.max(v2)) > 4.0:  # the kink of x Phi(x) at scale 1 needs more nodes
+        raise ValueError("the reference's gelu quadrature is checked only for variances <= 4")
+    rho = np.clip(u / np.sqrt(v1 * v2), -1.0, 1.0)[..., None, None]
+    z1, z2 = _GH_Z[:, None], _GH_Z[None, :]
+    x = np.sqrt(v1)[..., None, None] * z1
+    y = np.sqrt(v2)[..., None, None] * (rho * z1 + np.sqrt(1 - rho * rho) * z2)
+    cdf = lambda t: 0.5 * (1 + _erf_fn(t / math.sqrt(2)))  # noqa: E731
+    pdf = lambda t: np.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    ww = _GH_W[:, None] * _GH_W[None, :]
+    value = np.sum(ww * (x * cdf(x)) * (y * cdf(y)), axis=(-2, -1))
+    factor = np.sum(ww * (cdf(x) + x * pdf(x)) * (cdf(y) + y * pdf(y)), axis=(-2, -1))
+    return value, factor
+
+
+_erf_fn = np.vectorize(math.erf, otypes=[float])
+
+
+def _sine(u, v1, v2, freq=1.0):
+    """sin(freq x) (the user-rule example, examples/user_rules/sine.py), by the same quadrature:
+    smooth, so exact to rounding for freq^2 v <= 4."""
+    u, v1, v2 = np.broadcast_arrays(np.asarray(u, dtype=np.float64), v1, v2)
+    if freq * freq * max(np.max(v1), np.max(v2)) > 4.0:
+        raise ValueError("the reference's sine quadrature is checked only for freq^2 v <= 4")
+    rho = np.clip(u / np.sqrt(v1 * v2), -1.0, 1.0)[..., None, None]
+    z1, z2 = _GH_Z[:, None], _GH_Z[None, :]
+    x = np.sqrt(v1)[..., None, None] * z1
+    y = np.sqrt(v2)[..., None, None] * (rho * z1 + np.sqrt(1 - rho * rho) * z2)
+    ww = _GH_W[:, None] * _GH_W[None, :]
+    value = np.sum(ww * np.sin(freq * x) * np.sin(freq * y), axis=(-2, -1))
+    factor = np.sum(ww * freq * freq * np.cos(freq * x) * np.cos(freq * y), axis=(-2, -1))
+    return value, factor
+
+
+_ACT = {"relu": _relu, "erf": _erf, "identity": _identity, "gelu": _gelu}
+
+
+def _activation(name, p):
+    if name == "abrelu":
+        return _abrelu_with(p["a"], p["b"])
+    if name == "leaky_relu":
+        return _abrelu_with(p["slope"], 1.0)
+    if name == "sine":
+        return lambda u, v1, v2: _sine(u, v1, v2, p["freq"])
+    return _ACT[name]
 
 
 def _diagonal(S):
@@ -149,8 +238,8 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
         if name == "conv":
             if S.ndim == 0:
                 raise ValueError("conv after the readout")
-            Ah = conv_taps(S.shape[0], p["size"], p["stride"], p["padding"])
-            Aw = conv_taps(S.shape[1], p["size"], p["stride"], p["padding"])
+            Ah = conv_taps(S.shape[0], p["size"], p["stride"], p["padding"], p["dilation"])
+            Aw = conv_taps(S.shape[1], p["size"], p["stride"], p["padding"], p["dilation"])
             scale = p["w_std"] ** 2 / p["size"] ** 2
 
             # sum over taps d = (x, y), the SAME tap on both sides: S[s p + d - lo, s q + d - lo]
@@ -170,7 +259,16 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
                 return np.einsum("ai,bj,cl,em,ijlm->abce", Mh, Mw, Mh, Mw, X, optimize=True)
 
             S, T = pool(S), pool(T)
-        elif name in ACTIVATIONS:
+        elif name == "lap":
+            if S.ndim == 0:
+                raise ValueError("lap after the readout")
+            Mh = lap_matrix(S.shape[0], p["size"], p["padding"])
+            Mw = lap_matrix(S.shape[1], p["size"], p["padding"])
+            S = np.einsum("ai,bj,cl,em,ijlm->abce", Mh, Mw, Mh, Mw, S, optimize=True)
+            T = np.einsum("ai,bj,cl,em,ijlm->abce", Mh, Mw, Mh, Mw, T, optimize=True)
+        elif name == "flip":
+            raise ValueError("flip must be the first layer (reference_kernels handles it)")
+        elif name in ACTIVATIONS or name in MORE_ACTIVATIONS:
             if var_a is None:
                 v1 = v2 = _diagonal(S)
                 recorded.append(v1)
@@ -182,7 +280,7 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
                 v2 = v2[None, None, :, :]
             if probe is not None:
                 probe(name, S, v1, v2)
-            S, factor = _ACT[name](S, v1, v2)
+            S, factor = _activation(name, p)(S, v1, v2)
             T = factor * T
         elif name == "gap":
             if S.ndim == 0:
@@ -208,10 +306,15 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
 def reference_kernels(layers, x1, x2=None):
     """(nngp [n1, n2], ntk [n1, n2]) in float64 for images x1 [n1, C, H, W], x2 [n2, C, H, W].
 
-    x2=None means x2 = x1.
+    x2=None means x2 = x1. A leading `flip` layer gives the kernels of the flip-averaged network
+    f(x) + f(mirror x) over 2: the mean of K(g a, h b) over the four mirror combinations.
     """
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    if layers and layers[0][0] == "flip":
+        rest = list(layers[1:])
+        parts = [reference_kernels(rest, a, b) for a in (x1, x1[..., ::-1]) for b in (x2, x2[..., ::-1])]
+        return sum(p[0] for p in parts) / 4, sum(p[1] for p in parts) / 4
     layers = [layer(name, **params) for name, params in layers]
     var1 = [_pair(layers, x, x)[2] for x in x1]
     var2 = var1 if x2 is x1 else [_pair(layers, x, x)[2] for x in x2]
@@ -235,6 +338,10 @@ def min_relu_decorrelation(layers, x1, x2=None):
     """
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    if layers and layers[0][0] == "flip":  # every mirror combination is a pair that is computed
+        x1 = np.concatenate([x1, x1[..., ::-1]])
+        x2 = np.concatenate([x2, x2[..., ::-1]])
+        layers = layers[1:]
     layers = [layer(name, **params) for name, params in layers]
     var1 = [_pair(layers, x, x)[2] for x in x1]
     var2 = [_pair(layers, x, x)[2] for x in x2]
@@ -263,8 +370,8 @@ def output_shape(layers, height, width):
     h, w = height, width
     for name, p in layers:
         if name == "conv":
-            h = conv_geometry(h, p["size"], p["stride"], p["padding"])[0]
-            w = conv_geometry(w, p["size"], p["stride"], p["padding"])[0]
+            h = conv_geometry(h, p["size"], p["stride"], p["padding"], p.get("dilation", 1))[0]
+            w = conv_geometry(w, p["size"], p["stride"], p["padding"], p.get("dilation", 1))[0]
         elif name == "avgpool":
             h, w = pool_matrix(h, p["size"], p["stride"]).shape[0], pool_matrix(w, p["size"], p["stride"]).shape[0]
         elif name in ("gap", "flatten"):
@@ -341,6 +448,8 @@ def parse_arch(text: str):
             stack[-1].extend(body * counts.pop())
             continue
         name, *pairs = line.split()
+        if name == "use":  # a rule module for the package; the reference has its own formulas
+            continue
         params = {}
         for pair in pairs:
             key, value = pair.split("=", 1)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compiler.rules.base import LayerError, LayerRule, Param, Params, Shape
-from ..compiler.rules.registry import check_math, get_rule, known_rules, suggest
+from ..compiler.rules.loader import load_rules
+from ..compiler.rules.registry import check_math, check_window, get_rule, known_rules, suggest
 from ..errors import ArchError, RuleError, Span
-from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, Value, parse
+from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, UseSyntax, Value, parse
 
 MAX_LAYERS = 100_000
 
@@ -49,13 +50,18 @@ def _show(v) -> str:
 
 @dataclass(frozen=True)
 class Network:
-    """A validated architecture: the input shape and the layers in order."""
+    """A validated architecture: the input shape and the layers in order.
+
+    `augment` holds the augmentation statements (such as `flip`), which change how the kernel is
+    evaluated, not the layers; `uses` the rule modules the source loaded."""
 
     source: str
     filename: str
     input: Shape
     input_span: Span
     layers: tuple[Layer, ...]
+    augment: tuple[Layer, ...] = ()
+    uses: tuple[str, ...] = ()
 
     @property
     def output(self) -> Shape:
@@ -77,7 +83,8 @@ def load(spec: str | Path, filename: str | None = None) -> Network:
 
 def build(source: str, filename: str = "<arch>") -> Network:
     statements = parse(source, filename)
-    flat = _expand(statements)
+    uses = tuple(_use(s, filename) for s in statements if isinstance(s, UseSyntax))
+    flat = _expand([s for s in statements if not isinstance(s, UseSyntax)])
     if not flat:
         raise ArchError("the architecture is empty", Span(filename, 1, 1, source),
                         "start with `input height=H width=W channels=C`, then layers, then a readout")
@@ -88,16 +95,25 @@ def build(source: str, filename: str = "<arch>") -> Network:
     in_params = _typed_params(get_rule("input"), first)
     shape = get_rule("input").out_shape(in_params)
     layers: list[Layer] = []
+    augment: list[Layer] = []
     for stmt in rest:
         if stmt.name == "input":
             raise ArchError("`input` may appear only once, as the first statement", stmt.span,
                             "remove this line")
         rule = _lookup(stmt)
         params = _typed_params(rule, stmt)
+        if rule.kind == "augment":
+            if layers:
+                raise ArchError(f"`{rule.name}` augments the images, so it must come right after `input`",
+                                stmt.span, f"move `{stmt.name}` to the line after `input`")
+            augment.append(Layer(rule, params, stmt.span, shape, shape))
+            continue
         try:
             if rule.kind == "activation" and not all(not p.required for p in rule.params):
                 check_math(rule, params)
             rule.check(params, shape)
+            if rule.kind == "window":
+                check_window(rule, params, shape)
             out = rule.out_shape(params, shape)
         except LayerError as err:
             raise ArchError(err.message, _span_for(stmt, err.param), err.hint) from None
@@ -111,8 +127,24 @@ def build(source: str, filename: str = "<arch>") -> Network:
             f"the network ends on a {shape} map, not on a scalar kernel",
             where, "end with a readout: `gap` (global average pooling) or `flatten`, optionally followed by `dense`",
         )
-    return Network(source, filename, Shape(in_params.height, in_params.width, in_params.channels),
-                   first.span, tuple(layers))
+    net = Network(source, filename, Shape(in_params.height, in_params.width, in_params.channels),
+                  first.span, tuple(layers), tuple(augment), uses)
+    for aug in augment:
+        try:
+            aug.rule.check_network(aug.params, net)
+        except LayerError as err:
+            raise ArchError(err.message, aug.span, err.hint) from None
+    return net
+
+
+def _use(stmt: UseSyntax, filename: str) -> str:
+    """Load the rule module of a `use` line; paths are relative to the .arch file's folder."""
+    base = Path(filename).parent if not filename.startswith("<") else Path(".")
+    try:
+        load_rules(stmt.target, base)
+    except RuleError as err:
+        raise ArchError(err.message, stmt.span, err.hint) from None
+    return stmt.target
 
 
 def _expand(statements) -> list[LayerSyntax]:

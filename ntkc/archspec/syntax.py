@@ -47,6 +47,14 @@ class RepeatSyntax:
     span: Span
 
 
+@dataclass(frozen=True)
+class UseSyntax:
+    """`use "target"`: load a rule module (a .py path or a dotted module name)."""
+
+    target: str
+    span: Span  # of the quoted target
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files(__package__).joinpath("arch.lark").read_text()
@@ -104,6 +112,11 @@ class _ToSyntax(Transformer):
         count, *body = children
         return RepeatSyntax(int(count), tuple(body), self._span(meta, length=len("repeat")))
 
+    @v_args(meta=True)
+    def use(self, meta, children):
+        (tok,) = children
+        return UseSyntax(str(tok)[1:-1], self._span(tok))
+
     def start(self, children):
         return tuple(children)
 
@@ -141,8 +154,10 @@ _SLIPS = {label: examples + ["x\n" + e for e in examples] + ["x\nrepeat 2 {\n" +
           for label, examples in _SLIPS.items()}
 
 
-def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSyntax, ...]:
-    """Parse `.arch` text into syntax records; raise `ArchSyntaxError` on a syntax error."""
+def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSyntax | UseSyntax, ...]:
+    """Parse `.arch` text into syntax records; raise `ArchSyntaxError` on a syntax error.
+
+    `use` statements may appear at the top level only (not inside `repeat`)."""
     if not source.endswith("\n"):
         source += "\n"
     try:
@@ -162,6 +177,13 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
         column = len(lines[line - 1]) + 1 if lines else 1
     span = Span(filename, line, column, source)
     label = None
+    text_line = source.splitlines()[line - 1] if 0 < line <= len(source.splitlines()) else ""
+    if isinstance(err, UnexpectedToken) and err.token.type == "USE":
+        return ArchSyntaxError("`use` is allowed only at the top level, not inside a `repeat` block", span,
+                               "move the `use` line to the top of the file")
+    if isinstance(err, (UnexpectedToken, UnexpectedCharacters)) and text_line.split()[:1] == ["use"]:
+        return ArchSyntaxError("`use` takes one quoted path or module name", span,
+                               'write  use "my_rules.py"  (relative to this file) or  use "package.module"')
     if isinstance(err, UnexpectedToken) and err.token.type == "$END" and _open_blocks(source) > 0:
         label = "a `repeat` block is not closed with `}`"
         return ArchSyntaxError(label, span, _HINTS[label])

@@ -111,6 +111,8 @@ class CompiledKernel:
                 from .triton_backend import TritonExecutor
                 ex = TritonExecutor(self.plan, dtype, device)
             ex.name = backend
+            from .augment import augmented  # `flip` and other augmentation statements
+            ex = augmented(ex, self.network)
             self._executors[key] = ex
         return self._executors[key]
 

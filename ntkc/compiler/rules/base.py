@@ -197,6 +197,28 @@ class ActivationRule(LayerRule):
         return Shape(shape.height, shape.width, None, shape.reduced)
 
 
+class AugmentRule(LayerRule):
+    """A data augmentation of the kernel, written as a statement right after `input`.
+
+    The kernel becomes the average of K(x, g x') over a finite group of image transforms g
+    (the identity included). `transforms(p)` lists the transforms other than the identity, each a
+    function of an NCHW tensor; `check_network(p, network)` raises LayerError where the averaged
+    kernel is not what the statement promises (for instance not symmetric). Layers are unchanged:
+    the runtime wraps the backend's executor (`ntkc.runtime.augment`).
+    """
+
+    kind = "augment"
+
+    def transforms(self, p: Params) -> tuple:
+        raise NotImplementedError
+
+    def check_network(self, p: Params, network) -> None:
+        """Raise LayerError if the augmentation does not make sense for this network."""
+
+    def out_shape(self, p: Params, shape: Shape) -> Shape:
+        return shape
+
+
 class InputRule(LayerRule):
     """input: the images, `height` x `width` with `channels` channels (NCHW arrays)."""
 
@@ -222,8 +244,14 @@ def require_map(name: str, shape: Shape) -> None:
         )
 
 
-def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, axis: str = "") -> AxisWindow:
-    """A conv window along one axis, with TF/JAX 'SAME' padding (pad_lo = total // 2)."""
+def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, axis: str = "",
+              pairs: bool = False) -> AxisWindow:
+    """A conv window along one axis, with TF/JAX 'SAME' padding (pad_lo = total // 2).
+
+    The taps are d * dilation for d in [0, size). `pairs=False` (a conv: independent weights per
+    tap) sums the same tap on both sides, terms (e, e); `pairs=True` (a fixed average over the
+    window, as in pooling) sums every pair of taps, terms (e, f).
+    """
     span = dilation * (size - 1) + 1
     if padding == "valid":
         if span > n:
@@ -236,7 +264,8 @@ def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, a
     else:
         n_out = -(-n // stride)
         lo = max((n_out - 1) * stride + span - n, 0) // 2
-    terms = tuple((dilation * d, dilation * d) for d in range(size))
+    taps = [dilation * d for d in range(size)]
+    terms = tuple((e, f) for e in taps for f in taps) if pairs else tuple((e, e) for e in taps)
     return AxisWindow(n, n_out, stride, -lo, terms, wrap=(padding == "circular"))
 
 

@@ -90,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_run)
 
-    l = sub.add_parser("layers", help="list the layers the .arch language knows, with their parameters")
+    l = sub.add_parser("layers", help="list the layers the .arch language knows, with their parameters",
+                       description="List the built-in layers, and those of the rule modules that the given "
+                                   ".arch files load with `use`, or that --rules names.")
+    l.add_argument("files", nargs="*", help=".arch files whose `use` lines load user rules")
+    l.add_argument("--rules", action="append", default=[], metavar="MODULE",
+                   help="a rule module to load (a .py path or a dotted module name); repeatable")
     l.set_defaults(func=cmd_layers)
     return p
 
@@ -127,7 +132,14 @@ def cmd_compile(args) -> int:
 
 
 def cmd_layers(args) -> int:
+    import ntkc
+    from .archspec.network import load
     from .compiler.rules.registry import known_rules
+
+    for spec in args.rules:
+        ntkc.load_rules(spec, os.getcwd())
+    for f in args.files:
+        load(f)
 
     for name, rule in known_rules().items():
         params = " ".join(p.describe() for p in rule.params)

@@ -126,3 +126,32 @@ def test_regress_with_one_image_per_class_uses_no_ridge(arch, capsys):
     assert main(["regress", str(arch), "--n-train", "10", "--n-test", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "NTK" in out and "%" in out
+
+
+CUBE_RULES = '''from ntkc.rules import ActivationRule, register
+
+
+@register
+class CubeTest(ActivationRule):
+    """cubetest: a linear map in disguise (for the CLI test)."""
+
+    name = "cubetest"
+
+    def nngp(self, p, ops, u, v1, v2):
+        return 4.0 * u
+
+    def dfactor(self, p, ops, u, v1, v2):
+        return 4.0 + 0.0 * u
+'''
+
+
+def test_layers_lists_user_rules_of_a_file_or_module(tmp_path, capsys):
+    (tmp_path / "cube_rules.py").write_text(CUBE_RULES)
+    arch = tmp_path / "net.arch"
+    arch.write_text('use "cube_rules.py"\ninput height=4 width=4 channels=1\nconv\ncubetest\nflatten\ndense\n')
+    assert main(["layers"]) == 0
+    assert "cubetest" not in capsys.readouterr().out
+    assert main(["layers", str(arch)]) == 0
+    assert "cubetest: a linear map in disguise" in capsys.readouterr().out
+    assert main(["layers", "--rules", str(tmp_path / "missing_rules.py")]) == 2
+    assert "not found" in capsys.readouterr().err

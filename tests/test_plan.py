@@ -72,3 +72,13 @@ def test_examples_compile(f):
     k = ntkc.compile(f)
     assert k.network.output.reduced
     assert k.plan.pair.flops() > 0
+
+
+def test_describe_counts_augmented_copies():
+    import ntkc
+
+    k = ntkc.compile(Path(__file__).resolve().parents[1] / "examples" / "enhanced_cntk_d11.arch")
+    text = k.describe()
+    assert f"runs 2 times per pair, ~{2 * k.plan.pair.flops():.3g} flops" in text
+    plain = ntkc.compile("input height=8 width=8 channels=1\nconv\nrelu\nflatten\ndense\n")
+    assert "augmented" not in plain.describe()

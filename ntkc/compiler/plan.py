@@ -220,6 +220,15 @@ def describe(plan: Plan) -> str:
         f"plan for {net.filename}: input {net.input}, {len(net.layers)} layers, "
         f"{len(plan.pair.stages)} stage(s)",
         f"  work per pair  ~{plan.pair.flops():.3g} flops; per image (variance maps) ~{plan.image.flops():.3g} flops",
+    ]
+    copies = 1
+    for a in getattr(net, "augment", ()):
+        copies *= 1 + len(a.rule.transforms(a.params))
+    if copies > 1:
+        names = " ".join(a.rule.name for a in net.augment)
+        lines.append(f"  augmented ({names}): the pair program runs {copies} times per pair, ~{copies * plan.pair.flops():.3g} "
+                     f"flops in all; the image program {copies} times per image")
+    lines += [
         "",
         f"pair program (runs on every pair of images); input covariance planes rows {_band(plan.pair.input_demand, 0)}"
         f" x cols {_band(plan.pair.input_demand, 1)}",

@@ -20,7 +20,7 @@ import yaml
 from ..errors import NtkcError
 
 KEYS = {"name", "architectures", "dataset", "data_dir", "n_train", "n_test", "seeds", "dtype", "backend",
-        "ridge", "zca", "output", "layout", "published", "store", "executor", "address"}
+        "ridge", "zca", "output", "layout", "published", "published_band", "store", "executor", "address"}
 
 
 class ConfigError(NtkcError, ValueError):
@@ -139,6 +139,10 @@ def plot(rows: list[dict], path: Path, cfg: dict) -> None:
         if isinstance(pts, dict):
             xs = sorted(int(x) for x in pts)
             ax.plot(xs, [pts[x] if x in pts else pts[str(x)] for x in xs], "k--", marker="x", label=f"published: {label}")
+    band = cfg.get("published_band")
+    if band:  # [low, high, label]: a published range of accuracies, drawn as a shaded band
+        ax.axhspan(float(band[0]), float(band[1]), color="grey", alpha=0.25,
+                   label=f"published: {band[2] if len(band) > 2 else ''}".rstrip(": "))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{cfg['name']}: {cfg['dataset']}")
     ax.grid(alpha=0.3)

@@ -43,7 +43,7 @@ def main() -> None:
     if not args.no_ray:
         import ray
         t = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - t
     rows = []
     for example, n, tile in CONFIGS:

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ntkc
@@ -22,9 +23,55 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 pytestmark = pytest.mark.slow
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_joins_an_existing_cluster_by_address(tmp_path):
+    """`ray start --head` in another process, then `ntkc gram --executor ray --address`: the
+    tiles are computed by that cluster and equal an in-process store bit for bit."""
+    import shutil
+    import subprocess
+    import sys
+
+    ray_cli = shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the `ray` command is not on PATH")
+    port = _free_port()
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        args = ["gram", str(V_ARCH), "--n-train", "24", "--n-test", "8", "--dtype", "float64", "--tile",
+                str(TILE), "--quiet"]
+        deadline = time.time() + 60
+        while True:  # the head takes a few seconds to come up
+            run = subprocess.run([sys.executable, "-m", "ntkc.cli", *args, "--store", str(tmp_path / "remote"),
+                                  "--executor", "ray", "--address", f"127.0.0.1:{port}"],
+                                 capture_output=True, text=True, timeout=180)
+            if run.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(2)
+        assert run.returncode == 0, run.stderr[-2000:]
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+    from ntkc.cli import main
+
+    assert main(args + ["--store", str(tmp_path / "local")]) == 0
+    remote, local = GramStore.open(tmp_path / "remote"), GramStore.open(tmp_path / "local")
+    for block in ("train_train", "test_train"):
+        for a, b in zip(remote.matrices(block), local.matrices(block)):
+            assert np.array_equal(a, b)
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

@@ -10,6 +10,9 @@ node for triton). Ray is an optional dependency: `pip install 'ntkc[ray]'`.
 """
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Callable
 
 from .store import GramStore, StoreError
@@ -17,7 +20,15 @@ from .store import GramStore, StoreError
 _KERNELS: dict = {}  # per worker process: (source, file) -> CompiledKernel
 
 
-def _import_ray():
+def _import_ray(address: str | None = None):
+    if address and "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules:
+        # Ray 2.59+ turns on token authentication for a cluster started by `ray start --head`
+        # when a token file exists, but a client joining it with ray.init(address=...) sends
+        # the token only in RAY_AUTH_MODE=token (ray-project/ray#64755), which Ray reads when it
+        # is imported.
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        if token.exists():
+            os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
@@ -52,19 +63,13 @@ def _work(root: str, source: str, filename: str, rows, cols, unit, settings, sam
 def fill_ray(store: GramStore, kernel, images: dict, todo: list, settings, done0: int, total: int,
              progress: Callable[[int, int], None] | None, address: str | None, retries: int,
              log: Callable[[str], None]) -> None:
-    ray = _import_ray()
+    ray = _import_ray(address)
     from .gramjob import units
     from .store import BLOCKS
 
     started_here = False
     if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"include_dashboard": False}
-        try:
-            ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
-        except Exception as err:  # noqa: BLE001  (Ray raises several kinds for a bad address)
-            raise StoreError(f"cannot connect to Ray{' at ' + address if address else ''}: {err}",
-                             hint="start a cluster with `ray start --head` and pass its address, "
-                                  "or omit --address to start a local one") from None
+        _connect(ray, address)
         started_here = True
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -104,6 +109,20 @@ def fill_ray(store: GramStore, kernel, images: dict, todo: list, settings, done0
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _connect(ray, address: str | None) -> None:
+    """ray.init, for a local cluster or an existing one at `address`."""
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(address="local", log_to_driver=False, include_dashboard=False)
+    except Exception as err:  # noqa: BLE001  (Ray raises several kinds for a bad address)
+        raise StoreError(f"cannot connect to Ray{' at ' + address if address else ''}: {_first_line(err)}",
+                         hint="start a cluster with `ray start --head` and pass the address it prints (or `auto` "
+                              "on a node of the cluster), or omit --address to start a local one; a cluster with "
+                              "token authentication needs RAY_AUTH_MODE=token and its token") from None
 
 
 def _first_line(err: Exception) -> str:

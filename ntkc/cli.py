@@ -197,6 +197,11 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
         tr = k(ds.x_train, dtype=dt, backend=backend, progress=update)
     finally:
         close()
+    if len(ds.x_test) == 0:  # --n-test 0: the training block only
+        from .runtime.kernel import KernelResult
+
+        empty = np.zeros((0, len(ds.x_train)), dtype=tr.nngp.dtype)
+        return k, tr, KernelResult(empty, empty.copy(), 0.0, 0, tr.backend)
     update, close = _progress(f"{name} test", quiet)
     try:
         te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update)
@@ -306,6 +311,9 @@ def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
 def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None) -> list[dict]:
     from .runtime.regression import kernel_regression
 
+    if len(ds.y_test) == 0:
+        raise NtkcError("regression needs test images to score, and this dataset selection has none",
+                        hint="give --n-test a positive number (or leave it out to use all test images)")
     fixed, ridges = _ridge_arg(ridge)
     if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
         # One image of some class: nothing can be held out to choose a ridge; use none.

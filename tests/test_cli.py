@@ -155,3 +155,12 @@ def test_layers_lists_user_rules_of_a_file_or_module(tmp_path, capsys):
     assert "cubetest: a linear map in disguise" in capsys.readouterr().out
     assert main(["layers", "--rules", str(tmp_path / "missing_rules.py")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_no_test_images_gram_keeps_the_train_block_and_regress_refuses(arch, tmp_path, capsys):
+    out = tmp_path / "k.npz"
+    assert main(["gram", str(arch), "--n-train", "20", "--n-test", "0", "--out", str(out), "--quiet"]) == 0
+    with np.load(out) as f:
+        assert f["ntk_train"].shape == (20, 20) and f["ntk_test"].shape == (0, 20)
+    assert main(["regress", str(arch), "--n-train", "20", "--n-test", "0", "--quiet"]) == 2
+    assert "needs test images" in capsys.readouterr().err

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches, e.g. 512M or 4G "
                                                           "(default 2G)")
         q.add_argument("--tile", type=int, default=256, help="images per tile side in a store (default 256)")
+        q.add_argument("--verify", action="store_true",
+                       help="with --store: first check every stored tile's checksum and the assembled "
+                            "matrices against the tiles; recompute and reassemble what is damaged")
 
     g = sub.add_parser("gram", help="compute train x train and test x train kernels to a .npz file",
                        description="Compute NNGP and NTK blocks of a dataset and save them.")
@@ -225,7 +228,7 @@ def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
     update, close = _progress(f"{Path(k.network.filename).stem} store", quiet)
     try:
         stats = fill(store, k, ds.x_train, ds.x_test, settings, executor=opts.get("executor") or "local",
-                     address=opts.get("address"), progress=update,
+                     address=opts.get("address"), progress=update, verify=bool(opts.get("verify")),
                      log=(lambda m: None) if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)))
     except KeyboardInterrupt:
         close()
@@ -247,7 +250,7 @@ def _store_opts(args) -> dict | None:
                 raise NtkcError(f"--{flag} needs --store DIR", hint="tiles are farmed out into a Gram store folder")
         return None
     return {"dir": args.store, "executor": args.executor, "address": args.address, "memory": args.memory,
-            "tile": args.tile, "test_test": getattr(args, "test_test", False)}
+            "tile": args.tile, "test_test": getattr(args, "test_test", False), "verify": args.verify}
 
 
 def _bytes_arg(text: str) -> int:

@@ -260,6 +260,7 @@ def test_cli_store_round_trip_and_errors(tmp_path, capsys):
     with np.load(tmp_path / "k.npz") as f:
         nt = GramStore.open(tmp_path / "st").matrices("train_train")[1]
         assert np.array_equal(f["ntk_train"], nt)
+    assert main(args + ["--verify"]) == 0
     assert main(args + ["--dtype", "float32"]) == 2
     assert "made for a different computation" in capsys.readouterr().err
     assert main(["gram", str(V_ARCH), "--n-train", "20", "--n-test", "6"]) == 2
@@ -304,3 +305,32 @@ def test_experiment_with_a_store_keeps_one_store_per_run_and_resumes(tmp_path):
     cfg.write_text(cfg.read_text() + "executor: spark\n")
     with pytest.raises(ntkc.NtkcError, match="executor"):
         run_experiment(cfg, quiet=True)
+
+
+def test_verify_finds_damage_done_after_the_store_was_finished(tmp_path, kernel, ds):
+    store, settings = new_store(tmp_path, kernel, ds)
+    fill(store, kernel, ds.x_train, ds.x_test, settings)
+    ref = reference(kernel, ds, settings)
+    # A bit flipped in a finished tile, and a value changed in an assembled matrix elsewhere.
+    tile = tile_files(store)[-1]  # a train_train tile
+    raw = bytearray(tile.read_bytes())
+    raw[-5] ^= 0x01
+    tile.write_bytes(bytes(raw))
+    m = np.load(store.matrix_path("test_train", "ntk"), mmap_mode="r+")
+    m[3, 7] += 1.0
+    m.flush()
+    del m
+    # Without --verify a finished store is trusted: the damaged matrix is what is read.
+    again, s2 = new_store(tmp_path, kernel, ds)
+    assert fill(again, kernel, ds.x_train, ds.x_test, s2)["tiles_computed"] == 0
+    assert not np.array_equal(again.matrices("test_train")[1], ref[3])
+    logs = []
+    checked, s3 = new_store(tmp_path, kernel, ds)
+    stats = fill(checked, kernel, ds.x_train, ds.x_test, s3, verify=True, log=logs.append)
+    assert stats["tiles_computed"] == 1
+    assert any(tile.name in m and "checksum" in m for m in logs), logs
+    assert any("test_train: the assembled matrices differ" in m for m in logs), logs
+    assert_same(checked, ref)
+    clean = []
+    fill(checked, kernel, ds.x_train, ds.x_test, s3, verify=True, log=clean.append)
+    assert clean[-1].endswith("no problem(s) found")

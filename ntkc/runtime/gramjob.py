@@ -126,14 +126,23 @@ def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None,
 
 def fill(store: GramStore, kernel, x_train, x_test, settings: Settings, *, device=None,
          executor: str = "local", address: str | None = None, retries: int = 3,
-         progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+         progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None,
+         verify: bool = False) -> dict:
     """Compute every missing tile of `store`, then assemble its matrices.
+
+    With `verify`, every stored tile and assembled matrix is checked first (`GramStore.verify`),
+    so that damage done after a store was finished is found and repaired too.
 
     `executor` is "local" (this process) or "ray" (`address` of a running cluster, or a local
     one started for the run). Tiles found corrupt while assembling are computed again. Returns
     counts: tiles computed, tiles found already stored, pairs, seconds.
     """
     log = log or (lambda msg: None)
+    if verify:
+        problems = store.verify()
+        for msg in problems:
+            log(msg)
+        log(f"verified {store.root}: {len(problems) or 'no'} problem(s) found")
     images = {"train": _tensor(x_train, settings, device)}
     if x_test is not None:
         images["test"] = _tensor(x_test, settings, device)
@@ -193,7 +202,7 @@ def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None,
                backend: str = "auto", device=None, executor: str = "local", address: str | None = None,
                memory: int | None = None, tile: int = TILE, test_test: bool = False,
                description: str = "", progress: Callable[[int, int], None] | None = None,
-               log: Callable[[str], None] | None = None) -> GramStore:
+               log: Callable[[str], None] | None = None, verify: bool = False) -> GramStore:
     """Compute (or resume) the Gram matrices of `kernel` on these images in the store `root`.
 
     Returns the finished store; `store.matrices("train_train")` and `("test_train")` give the
@@ -206,5 +215,5 @@ def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None,
     for w in store.warnings:
         (log or print)(w)
     fill(store, kernel, x_train, x_test, settings, device=device, executor=executor, address=address,
-         progress=progress, log=log)
+         progress=progress, log=log, verify=verify)
     return store

@@ -445,6 +445,41 @@ class GramStore:
                     p.unlink(missing_ok=True)
         return bad
 
+    def verify(self) -> list[str]:
+        """Check every stored tile against its checksum and every assembled matrix against its
+        tiles. Corrupt tiles are deleted (to be computed again) and the matrices of a block with
+        any problem are deleted (to be assembled again). Returns what was found."""
+        found = []
+        for block in self.blocks:
+            paths = [self.matrix_path(block, k) for k in ("nngp", "ntk")]
+            mats = None
+            if all(p.exists() for p in paths):
+                try:
+                    mats = [np.load(p, mmap_mode="r") for p in paths]
+                    if any(m.shape != self.shape(block) or m.dtype != self.dtype for m in mats):
+                        raise ValueError("wrong shape or dtype")
+                except ValueError as err:
+                    found.append(f"{block}: the assembled matrices cannot be read ({err})")
+                    mats = None
+            bad_block = mats is None and all(p.exists() for p in paths)
+            for tile in self.tiles(block):
+                before = len(self.repaired)
+                arr = self.read_tile(tile)
+                if len(self.repaired) > before:
+                    found += self.repaired[before:]
+                    bad_block = True
+                elif arr is not None and mats is not None and not bad_block:
+                    region = [m[tile.r0:tile.r1, tile.c0:tile.c1] for m in mats]
+                    if not all(np.array_equal(r, a) for r, a in zip(region, arr)):
+                        found.append(f"{block}: the assembled matrices differ from {tile}")
+                        bad_block = True
+            del mats
+            if bad_block:
+                for p in paths:
+                    p.unlink(missing_ok=True)
+        self.repaired.clear()
+        return found
+
     def matrices(self, block: str) -> tuple[np.ndarray, np.ndarray]:
         """(NNGP, NTK) of a block, memory-mapped read-only."""
         if block not in self.blocks:

@@ -334,3 +334,18 @@ def test_verify_finds_damage_done_after_the_store_was_finished(tmp_path, kernel,
     clean = []
     fill(checked, kernel, ds.x_train, ds.x_test, s3, verify=True, log=clean.append)
     assert clean[-1].endswith("no problem(s) found")
+
+
+def test_local_store_needs_no_ray_and_ray_executor_says_how_to_get_it(tmp_path):
+    """With Ray not importable, the default executor works and `--executor ray` explains."""
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # `import ray` now raises ImportError
+        "from ntkc.cli import main\n"
+        f"args = ['gram', {str(V_ARCH)!r}, '--n-train', '16', '--n-test', '4', '--quiet', '--tile', '8']\n"
+        f"assert main(args + ['--store', {str(tmp_path / 'a')!r}]) == 0\n"
+        f"sys.exit(main(args + ['--store', {str(tmp_path / 'b')!r}, '--executor', 'ray']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "needs Ray, which is not installed" in run.stderr and "pip install 'ntkc[ray]'" in run.stderr
+    assert GramStore.open(tmp_path / "a").missing() == []

@@ -346,3 +346,15 @@ def test_layers_listing_and_descriptions():
     listing = {n: r.summary() for n, r in known_rules().items()}
     for name in ("abrelu", "leaky_relu", "gelu", "lap", "flip"):
         assert listing[name].startswith(name + ":")
+
+
+def test_flip_symmetry_check_is_sparse_and_handles_large_maps():
+    """The mirror check lists window entries sparsely: a 224-wide map (a dense check would need
+    224^4 numbers) is decided quickly, and both answers occur."""
+    from ntkc.compiler.rules.base import conv_axis, pool_axis
+    from ntkc.compiler.rules.flip import mirror_symmetric
+
+    assert mirror_symmetric(conv_axis(224, 3, 1, "same"))
+    assert not mirror_symmetric(conv_axis(224, 3, 2, "same"))  # SAME pads 0 left, 1 right here
+    assert not mirror_symmetric(pool_axis(225, 2, 2))  # drops the last column
+    assert mirror_symmetric(pool_axis(224, 2, 2))

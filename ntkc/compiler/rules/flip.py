@@ -26,20 +26,28 @@ from ...rules import AugmentRule, AxisWindow, LayerError, Params, register
 
 @lru_cache(maxsize=256)
 def mirror_symmetric(ax: AxisWindow) -> bool:
-    """True when the axis map commutes with reversing the axis on both sides."""
+    """True when the axis map commutes with reversing the axis on both sides.
+
+    The map sends input entries (i, j) to output entry (p, q), once per window term that
+    connects them; it commutes with the mirror when that multiset of (p, q, i, j) equals its
+    image under p -> m-1-p, q -> m-1-q, i -> n-1-i, j -> n-1-j. The entries are listed sparsely
+    (m^2 x terms rows), so large maps cost no m^2 n^2 table.
+    """
     n, m = ax.n_in, ax.n_out
-    op = np.zeros((m, m, n, n))
-    p = np.arange(m)
+    pp, qq = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(m), indexing="ij"))
+    rows = []
     for e, f in ax.terms:
-        i = ax.stride * p + e + ax.offset
-        j = ax.stride * p + f + ax.offset
+        i = ax.stride * pp + e + ax.offset
+        j = ax.stride * qq + f + ax.offset
         if ax.wrap:
             i, j = i % n, j % n
-        ii, jj = np.meshgrid(i, j, indexing="ij")
-        pp, qq = np.meshgrid(p, p, indexing="ij")
-        keep = (ii >= 0) & (ii < n) & (jj >= 0) & (jj < n)
-        np.add.at(op, (pp[keep], qq[keep], ii[keep], jj[keep]), 1.0)
-    return bool(np.array_equal(op, op[::-1, ::-1, ::-1, ::-1]))
+        keep = (i >= 0) & (i < n) & (j >= 0) & (j < n)
+        rows.append(np.stack([pp[keep], qq[keep], i[keep], j[keep]], axis=1))
+    entries = np.concatenate(rows) if rows else np.zeros((0, 4), dtype=np.int64)
+    mirrored = np.array([m - 1, m - 1, n - 1, n - 1]) - entries
+    a, ca = np.unique(entries, axis=0, return_counts=True)
+    b, cb = np.unique(mirrored, axis=0, return_counts=True)
+    return a.shape == b.shape and bool(np.array_equal(a, b) and np.array_equal(ca, cb))
 
 
 @register

@@ -349,3 +349,24 @@ def test_local_store_needs_no_ray_and_ray_executor_says_how_to_get_it(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "needs Ray, which is not installed" in run.stderr and "pip install 'ntkc[ray]'" in run.stderr
     assert GramStore.open(tmp_path / "a").missing() == []
+
+
+def test_full_disk_before_the_manifest_is_a_clear_error(tmp_path, kernel, ds, monkeypatch):
+    def no_space(fd, view):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_mod, "_write", no_space)
+    with pytest.raises(StoreError, match="disk holding .* is full: the store's manifest"):
+        new_store(tmp_path, kernel, ds)
+    assert not list((tmp_path / "s").glob("*")), "no half-written manifest or temporary file"
+
+
+def test_asking_for_test_test_later_adds_only_that_block(tmp_path, kernel, ds):
+    store, settings = new_store(tmp_path, kernel, ds)
+    fill(store, kernel, ds.x_train, ds.x_test, settings)
+    more, s2 = new_store(tmp_path, kernel, ds, test_test=True)
+    assert "test_test" in more.blocks and "test_test" in GramStore.open(more.root).manifest["blocks"]
+    stats = fill(more, kernel, ds.x_train, ds.x_test, s2)
+    assert stats["tiles_computed"] == 3  # 12 test images in tiles of 8: (0,0), (0,1), (1,1)
+    direct = kernel(ds.x_test, dtype=torch.float64, memory=s2.memory)
+    assert np.array_equal(more.matrices("test_test")[1], direct.ntk)

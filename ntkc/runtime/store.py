@@ -196,10 +196,21 @@ class GramStore:
     def create_or_resume(cls, root: str | Path, manifest: dict, labels: dict | None = None) -> "GramStore":
         """Start a store in an empty (or new) folder, or resume one made for the same computation.
 
-        A store made for another architecture, dataset, precision, backend, tile size or pair
-        batch is refused: its tiles would not fit this computation.
+        A store made for another architecture, dataset, precision, backend or tile size is
+        refused: its tiles would not fit this computation. A folder that cannot be written
+        (a full disk, no permission) is a StoreError too.
         """
-        root = Path(root)
+        try:
+            return cls._create_or_resume(Path(root), manifest, labels)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreError(f"the disk holding {root} is full: the store's manifest could not be written",
+                                 hint="free some space, or give --store a folder on another disk") from None
+            raise StoreError(f"cannot use {root} as a Gram store: {err.strerror or err}",
+                             hint="check that the folder can be created and written") from None
+
+    @classmethod
+    def _create_or_resume(cls, root: Path, manifest: dict, labels: dict | None) -> "GramStore":
         path = root / "manifest.json"
         if path.exists():
             old = cls._read_manifest(root)

@@ -58,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --store: compute tiles in this process (default) or as Ray tasks")
         q.add_argument("--address", help="with --executor ray: address of a running Ray cluster "
                                          "(default: start a local one)")
-        q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches, e.g. 512M or 4G "
-                                                          "(default 2G)")
+        q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches (with or without "
+                                                          "--store), e.g. 512M or 4G (default 2G)")
         q.add_argument("--tile", type=int, default=256, help="images per tile side in a store (default 256)")
         q.add_argument("--verify", action="store_true",
                        help="with --store: first check every stored tile's checksum and the assembled "
@@ -181,7 +181,8 @@ def _progress(label: str, quiet: bool):
     return update, close
 
 
-def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | None = None):
+def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | None = None,
+            memory: int | None = None):
     """Train x train and test x train NNGP / NTK for one architecture, with timings.
 
     With `store` (a dict of `dir`, `executor`, `address`, `memory`, `tile`, `test_test`) the
@@ -197,7 +198,7 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
     name = Path(file).stem
     update, close = _progress(f"{name} train", quiet)
     try:
-        tr = k(ds.x_train, dtype=dt, backend=backend, progress=update)
+        tr = k(ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
     finally:
         close()
     if len(ds.x_test) == 0:  # --n-test 0: the training block only
@@ -207,7 +208,7 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
         return k, tr, KernelResult(empty, empty.copy(), 0.0, 0, tr.backend)
     update, close = _progress(f"{name} test", quiet)
     try:
-        te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update)
+        te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
     finally:
         close()
     return k, tr, te
@@ -269,7 +270,7 @@ def cmd_gram(args) -> int:
     if store is None and not args.out:
         raise NtkcError("ntkc gram needs --out FILE.npz or --store DIR (or both)")
     ds = _load(args)
-    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet, store)
+    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet, store, args.memory)
     if args.out is None:
         print(f"store {args.store} complete: train x train {tr.nngp.shape}, test x train {te.nngp.shape}; "
               f"{tr.seconds:.1f} s in this run")
@@ -311,7 +312,8 @@ def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
         raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
 
 
-def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None) -> list[dict]:
+def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
+                memory: int | None = None) -> list[dict]:
     from .runtime.regression import kernel_regression
 
     if len(ds.y_test) == 0:
@@ -321,7 +323,7 @@ def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, sto
     if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
         # One image of some class: nothing can be held out to choose a ridge; use none.
         fixed, ridges = 0.0, None
-    k, tr, te = kernels(file, ds, dtype, backend, quiet, store)
+    k, tr, te = kernels(file, ds, dtype, backend, quiet, store, memory)
     rows = []
     for which in ("nngp", "ntk"):
         res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
@@ -358,7 +360,7 @@ def cmd_regress(args) -> int:
         raise NtkcError("--store holds the kernels of one architecture; give one .arch file with it",
                         hint="or use `ntkc run` with a `store:` folder, which keeps one store per architecture")
     for f in args.files:
-        rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store)
+        rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store, args.memory)
     print(_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -164,3 +164,18 @@ def test_no_test_images_gram_keeps_the_train_block_and_regress_refuses(arch, tmp
         assert f["ntk_train"].shape == (20, 20) and f["ntk_test"].shape == (0, 20)
     assert main(["regress", str(arch), "--n-train", "20", "--n-test", "0", "--quiet"]) == 2
     assert "needs test images" in capsys.readouterr().err
+
+
+def test_memory_option_bounds_batches_and_keeps_results(arch, tmp_path, capsys):
+    from ntkc.cli import _bytes_arg
+
+    assert _bytes_arg("512M") == 512 << 20 and _bytes_arg("2g") == 2 << 30 and _bytes_arg("4096") == 4096
+    small, big = tmp_path / "s.npz", tmp_path / "b.npz"
+    base = ["gram", str(arch), "--n-train", "20", "--n-test", "6", "--quiet"]
+    assert main(base + ["--out", str(small), "--memory", "16K"]) == 0
+    assert main(base + ["--out", str(big)]) == 0
+    with np.load(small) as a, np.load(big) as b:
+        np.testing.assert_allclose(a["ntk_train"], b["ntk_train"], rtol=1e-12, atol=0)
+    with pytest.raises(SystemExit):
+        main(base + ["--out", str(big), "--memory", "lots"])
+    assert "is not a size" in capsys.readouterr().err

@@ -7,14 +7,13 @@ change to the package: that is the end-to-end path of a user rule (parse, plan, 
 """
 from __future__ import annotations
 
-import importlib
 
 import pytest
 
 import ntkc
 from ntkc.compiler import triton_codegen as tc
 from test_rules_api import NETS, SINE
-from triton_cases import run_interpreted
+from triton_cases import cuda_backend, run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -71,16 +70,10 @@ def test_user_rule_math_is_rendered_into_the_kernel():
     assert "tl.exp(" in src and "sine freq=0.9" in src
 
 
-def _cuda_backend() -> bool:
-    try:
-        importlib.import_module("triton.backends.nvidia.compiler")
-        return True
-    except Exception:
-        return False
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _cuda_backend(), reason="this triton has no CUDA backend to compile for")
+@pytest.mark.skipif(not cuda_backend(), reason="this triton has no CUDA backend to compile for")
 def test_new_rules_compile_for_sm90():
     from ntkc.compiler import triton_report as tr
     text = TINY["user_sine"].replace("flatten\ndense\n", "") + "lap size=3\ngelu\nabrelu a=0.1 b=2\ngap\n"

@@ -8,7 +8,6 @@ that needs more registers) for sm_90, to keep the suite fast.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ import ntkc
 from ntkc.compiler import triton_codegen as tc
 from ntkc.compiler import triton_report as tr
 from ntkc.compiler.plan import Band
+from triton_cases import cuda_backend
 from ntkc.runtime import codecache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,12 +193,6 @@ def test_cli_emits_the_module(capsys):
 # -- ahead-of-time compiles of the examples ------------------------------------------------------
 
 
-def _cuda_backend() -> bool:
-    try:
-        importlib.import_module("triton.backends.nvidia.compiler")
-        return True
-    except Exception:
-        return False
 
 
 AOT_JOBS = ([(a, d) for d in ("float32", "float64") for a in (80, 90)]
@@ -207,7 +201,7 @@ AOT_JOBS = ([(a, d) for d in ("float32", "float64") for a in (80, 90)]
 
 @pytest.fixture(scope="module")
 def aot_reports():
-    if not _cuda_backend():
+    if not cuda_backend():
         pytest.skip("this triton has no CUDA backend to compile for")
     if not EXAMPLES:
         pytest.skip("no examples/*.arch")

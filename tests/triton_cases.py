@@ -15,6 +15,17 @@ WORKER = Path(__file__).with_name("triton_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cuda_backend() -> bool:
+    """True when this triton can compile for NVIDIA GPUs (ahead of time, without one)."""
+    import importlib
+
+    try:
+        importlib.import_module("triton.backends.nvidia.compiler")
+        return True
+    except Exception:
+        return False
+
+
 def run_interpreted(cases: list[dict], workers: int = 2, timeout: float = 600) -> dict[str, dict]:
     """Results by case id; a case that raised carries its traceback under "error"."""
     env = dict(os.environ, TRITON_INTERPRET="1")

@@ -215,32 +215,30 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
 
 
 def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
-    from .runtime.gramjob import fill, open_store
+    from .runtime.gramjob import gram_store
     from .runtime.kernel import KernelResult
+    from .runtime.store import GramStore
 
-    store, settings = open_store(opts["dir"], k, ds.x_train, ds.x_test, description=ds.description,
-                                 y_train=ds.y_train, y_test=ds.y_test, dtype=dtype, backend=backend,
-                                 memory=opts.get("memory"), tile=opts.get("tile") or 256,
-                                 test_test=bool(opts.get("test_test")))
-    for w in store.warnings:
-        print(f"ntkc: warning: {w}", file=sys.stderr)
-    if not quiet:
-        print(f"store {store.root}: {store.status()} already done", file=sys.stderr)
     update, close = _progress(f"{Path(k.network.filename).stem} store", quiet)
     try:
-        stats = fill(store, k, ds.x_train, ds.x_test, settings, executor=opts.get("executor") or "local",
-                     address=opts.get("address"), progress=update, verify=bool(opts.get("verify")),
-                     log=(lambda m: None) if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)))
+        store = gram_store(k, opts["dir"], ds.x_train, ds.x_test, y_train=ds.y_train, y_test=ds.y_test,
+                           dtype=dtype, backend=backend, executor=opts.get("executor") or "local",
+                           address=opts.get("address"), memory=opts.get("memory"), tile=opts.get("tile") or 256,
+                           test_test=bool(opts.get("test_test")), description=ds.description,
+                           progress=update, verify=bool(opts.get("verify")),
+                           log=None if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)),
+                           warn=lambda m: print(f"ntkc: warning: {m}", file=sys.stderr))
     except KeyboardInterrupt:
         close()
-        print(f"ntkc: interrupted; the store {store.root} keeps {store.status()}; rerun the same command "
-              "to finish", file=sys.stderr)
+        if (Path(opts["dir"]) / "manifest.json").exists():
+            print(f"ntkc: interrupted; the store {opts['dir']} keeps {GramStore.open(opts['dir']).status()}; "
+                  "rerun the same command to finish", file=sys.stderr)
         raise
     finally:
         close()
-    computed = stats["seconds"]
-    tr = KernelResult(*store.matrices("train_train"), computed, stats["pairs"], settings.backend)
-    te = KernelResult(*store.matrices("test_train"), 0.0, 0, settings.backend)
+    run, backend_used = store.last_run, store.manifest["backend"]
+    tr = KernelResult(*store.matrices("train_train"), run["seconds"], run["pairs"], backend_used)
+    te = KernelResult(*store.matrices("test_train"), 0.0, 0, backend_used)
     return tr, te
 
 

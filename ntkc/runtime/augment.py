@@ -38,8 +38,6 @@ class AugmentedExecutor:
     """The executor interface (`variance_maps`, `pairs`, `bytes_per_pair`, `preferred_batch`,
     `name`) over an inner executor; `transforms[0]` is None, the identity."""
 
-    _OWN = ("inner", "transforms")
-
     def __init__(self, inner, transforms):
         object.__setattr__(self, "inner", inner)
         object.__setattr__(self, "transforms", transforms)

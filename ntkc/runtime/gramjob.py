@@ -9,14 +9,13 @@ soon as it is done, so an interruption loses at most the tiles in flight.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .kernel import DEFAULT_MEMORY, compute_tile, variance_maps
+from .kernel import DEFAULT_MEMORY, MapCache, compute_tile, variance_maps
 from .store import BLOCKS, GramStore, StoreError, Tile, make_manifest
 
 TILE = 256  # images per tile side in a store: 32k pairs per off-diagonal tile
@@ -49,33 +48,11 @@ def units(tiles: list[Tile], per_unit: int = TILES_PER_UNIT) -> list[list[Tile]]
     return out
 
 
-class _MapCache:
-    """Variance maps per (side, tile index), least recently used first out, within a byte budget."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-        self.items: OrderedDict = OrderedDict()
-
-    def get(self, key, make: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
-        maps = make()
-        self.items[key] = maps
-        while len(self.items) > 2 and sum(_nbytes(m) for m in self.items.values()) > self.budget:
-            self.items.popitem(last=False)
-        return maps
-
-
-def _nbytes(maps: list[torch.Tensor]) -> int:
-    return sum(m.numel() * m.element_size() for m in maps)
-
-
 def run_unit(store: GramStore, executor, images: dict[str, torch.Tensor], unit: list[Tile],
-             settings: Settings, cache: _MapCache | None = None,
+             settings: Settings, cache: MapCache | None = None,
              tick: Callable[[int], None] | None = None) -> int:
     """Compute the tiles of one unit that are not yet stored; write each. Returns pairs done."""
-    cache = cache or _MapCache(settings.memory // 4)
+    cache = cache or MapCache(settings.memory // 4)
     rows_side, cols_side, _ = BLOCKS[unit[0].block]
     done = 0
     for tile in unit:
@@ -104,8 +81,8 @@ def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None,
     dev = torch.device(device) if device is not None else torch.device("cpu")
     executor = kernel.executor(backend, tdtype, dev)
     if fuse is None:
-        t1 = torch.as_tensor(np.asarray(x_train[:1]))
-        fuse = kernel._fuse_by_default(executor, t1.expand(len(x_train), *t1.shape[1:]), None)
+        n1, n2 = len(x_train), 0 if x_test is None else len(x_test)
+        fuse = kernel.fuse_by_default(executor, dev, n1 * (n1 + 1) // 2 + n1 * n2)
     settings = Settings(executor.name, "float64" if tdtype == torch.float64 else "float32",
                         pair_batch(executor, memory), bool(fuse), memory)
     blocks = ("train_train",) + (() if x_test is None else ("test_train",) + (("test_test",) if test_test else ()))
@@ -182,7 +159,7 @@ def _tensor(x, settings: Settings, device) -> torch.Tensor:
 def _fill_local(store, kernel, images, todo, settings, done0, total, progress) -> None:
     dev = images["train"].device
     executor = kernel.executor(settings.backend, settings.torch_dtype, dev)
-    cache = _MapCache(settings.memory // 4)
+    cache = MapCache(settings.memory // 4)
     done = [done0]
 
     def tick(n: int) -> None:
@@ -200,18 +177,23 @@ def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None,
                backend: str = "auto", device=None, executor: str = "local", address: str | None = None,
                memory: int | None = None, tile: int = TILE, test_test: bool = False,
                description: str = "", progress: Callable[[int, int], None] | None = None,
-               log: Callable[[str], None] | None = None, verify: bool = False) -> GramStore:
+               log: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
+               verify: bool = False) -> GramStore:
     """Compute (or resume) the Gram matrices of `kernel` on these images in the store `root`.
 
     Returns the finished store; `store.matrices("train_train")` and `("test_train")` give the
-    (NNGP, NTK) matrices memory-mapped. Raises StoreError for a store made for another
-    computation, or when the disk fills (the finished tiles stay; call again to resume).
+    (NNGP, NTK) matrices memory-mapped, and `store.last_run` the counts of this run (see `fill`).
+    Raises StoreError for a store made for another computation, or when the disk fills (the
+    finished tiles stay; call again to resume). `log` receives progress messages, `warn`
+    (default: `log`, else print) warnings such as changed library versions.
     """
     store, settings = open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
                                  y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
                                  tile=tile, test_test=test_test)
     for w in store.warnings:
-        (log or print)(w)
-    fill(store, kernel, x_train, x_test, settings, device=device, executor=executor, address=address,
-         progress=progress, log=log, verify=verify)
+        (warn or log or print)(w)
+    if log is not None:
+        log(f"store {store.root}: {store.status()} already done")
+    store.last_run = fill(store, kernel, x_train, x_test, settings, device=device, executor=executor,
+                          address=address, progress=progress, log=log, verify=verify)
     return store

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -78,26 +79,26 @@ class CompiledKernel:
         executor = self.executor(backend, dtype, dev)
         start = time.perf_counter()
         if fuse is None:
-            fuse = self._fuse_by_default(executor, t1, t2)
+            n1 = t1.shape[0]
+            fuse = self.fuse_by_default(executor, dev, n1 * (n1 + 1) // 2 if t2 is None else n1 * t2.shape[0])
         nngp, ntk, npairs = gram(executor, t1, t2, memory or DEFAULT_MEMORY, progress, fuse, out)
         seconds = time.perf_counter() - start
         if as_numpy and out is None:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
         return KernelResult(nngp, ntk, seconds, npairs, executor.name)
 
-    def _fuse_by_default(self, executor, x1, x2) -> bool:
-        """torch.compile the pair program when the run is long enough to repay compiling it."""
+    def fuse_by_default(self, executor, device: torch.device, pairs: int) -> bool:
+        """torch.compile the pair program when a run of `pairs` pairs is long enough to repay
+        compiling it."""
         env = os.environ.get("NTKC_TORCH_COMPILE")
         if env is not None:
             return env == "1"
-        if executor.name != "torch" or x1.device.type != "cpu":
+        if executor.name != "torch" or device.type != "cpu":
             return False
         # Fusion pays where a pair's state is large (all planes, as in GAP networks); a plane-0
         # network (CNTK-V) runs as fast eagerly in large batches.
         if executor.preferred_batch() > 64:
             return False
-        n1 = x1.shape[0]
-        pairs = n1 * (n1 + 1) // 2 if x2 is None else n1 * x2.shape[0]
         return pairs * self.plan.pair.flops() > FUSE_FLOPS
 
     def executor(self, backend: str, dtype: torch.dtype, device: torch.device):
@@ -202,8 +203,8 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
          tile: int = TILE):
     """NNGP and NTK [n1, n2], tile by tile, in pair batches that fit `memory` bytes.
 
-    Variance maps are computed once per tile row (cheap next to the pairs), so working memory
-    does not grow with the number of images; `out=(nngp, ntk)` (numpy arrays, e.g. np.memmap)
+    Variance maps are computed once per tile of images and kept in a cache bounded by a quarter
+    of `memory`, so working memory does not grow with the number of images; `out=(nngp, ntk)` (numpy arrays, e.g. np.memmap)
     receives the results instead of new tensors. With `x2` None each unordered pair is computed
     once. Each tile is computed by `compute_tile`, the same unit a Gram store saves, so a matrix
     assembled from a store is bitwise the one computed here with the same tile size and batch.
@@ -222,13 +223,15 @@ def gram(executor, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
             raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     done = 0
+    cache = MapCache(memory // 4)  # in a symmetric matrix, column tile b's maps are row tile b's
     for a0 in range(0, n1, tile):
         a1 = min(n1, a0 + tile)
-        va = variance_maps(executor, x1[a0:a1], memory)
+        va = cache.get(("rows", a0), lambda: variance_maps(executor, x1[a0:a1], memory))
         for b0 in range(a0 if symmetric else 0, n2, tile):
             b1 = min(n2, b0 + tile)
             diagonal = symmetric and b0 == a0
-            vb = va if diagonal else variance_maps(executor, xb[b0:b1], memory)
+            side = "rows" if symmetric else "cols"
+            vb = cache.get((side, b0), lambda: variance_maps(executor, xb[b0:b1], memory))
 
             def tick(count: int, base=done) -> None:
                 if progress is not None:
@@ -305,6 +308,29 @@ def pair_batch(executor, memory: int) -> int:
     batch = max(1, int(memory // max(1, executor.bytes_per_pair())))
     preferred = getattr(executor, "preferred_batch", None)
     return min(batch, preferred()) if preferred is not None else batch
+
+
+class MapCache:
+    """Variance maps per key (e.g. a tile index), least recently used out first, within a byte
+    budget (the two newest entries are always kept: a tile needs its row's and column's maps)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key, make: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        maps = make()
+        self.items[key] = maps
+        while len(self.items) > 2 and sum(_nbytes(m) for m in self.items.values()) > self.budget:
+            self.items.popitem(last=False)
+        return maps
+
+
+def _nbytes(maps: list[torch.Tensor]) -> int:
+    return sum(m.numel() * m.element_size() for m in maps)
 
 
 def variance_maps(executor, x: torch.Tensor, memory: int) -> list[torch.Tensor]:

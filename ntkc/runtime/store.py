@@ -189,6 +189,7 @@ class GramStore:
         self.blocks = tuple(manifest["blocks"])
         self.warnings: list[str] = []
         self.repaired: list[str] = []
+        self.last_run: dict = {}  # counts of the last `gramjob.fill` on this store
 
     # -- opening -------------------------------------------------------------------------------
 

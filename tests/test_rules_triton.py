@@ -12,21 +12,13 @@ import pytest
 
 import ntkc
 from ntkc.compiler import triton_codegen as tc
-from test_rules_api import NETS, SINE
+from test_rules_api import NETS
 from triton_cases import cuda_backend, run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
 TINY = {
-    "user_sine": f"""use "{SINE}"
-input height=3 width=3 channels=2
-conv w_std=0.8
-sine freq=0.9
-conv size=3 dilation=2 w_std=0.7
-sine freq=1.1
-flatten
-dense
-""",
+    "user_sine": NETS["user_sine"].replace("height=4 width=4", "height=3 width=3"),
     "gelu_leaky_dilated_lap": """input height=4 width=3 channels=1
 conv b_std=0.1 dilation=2
 gelu

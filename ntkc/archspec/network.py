@@ -64,6 +64,14 @@ class Network:
     uses: tuple[str, ...] = ()
 
     @property
+    def augment_copies(self) -> int:
+        """How many transformed copies of an image the kernel averages over (1: no augmentation)."""
+        copies = 1
+        for a in self.augment:
+            copies *= 1 + len(a.rule.transforms(a.params))
+        return copies
+
+    @property
     def output(self) -> Shape:
         return self.layers[-1].out_shape if self.layers else self.input
 

@@ -221,9 +221,7 @@ def describe(plan: Plan) -> str:
         f"{len(plan.pair.stages)} stage(s)",
         f"  work per pair  ~{plan.pair.flops():.3g} flops; per image (variance maps) ~{plan.image.flops():.3g} flops",
     ]
-    copies = 1
-    for a in getattr(net, "augment", ()):
-        copies *= 1 + len(a.rule.transforms(a.params))
+    copies = net.augment_copies
     if copies > 1:
         names = " ".join(a.rule.name for a in net.augment)
         lines.append(f"  augmented ({names}): the pair program runs {copies} times per pair, ~{copies * plan.pair.flops():.3g} "

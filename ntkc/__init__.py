@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 
 def compile(spec: "str | Path", filename: str | None = None):  # noqa: A001 (the natural name)
     """Compile a `.arch` file (a path) or `.arch` source text into a `CompiledKernel`."""
-    from .archspec.network import load
-    from .compiler.plan import lower
-    from .runtime.kernel import CompiledKernel
+    from .lang.network import load
+    from .plan.lower import lower
+    from .engine.kernel import CompiledKernel
 
     return CompiledKernel(lower(load(spec, filename)))
 
@@ -33,7 +33,7 @@ def gram_store(kernel, store, x_train, x_test=None, **options):
     address, memory, tile, test_test, description, progress, log; see
     `ntkc.runtime.gramjob.gram_store`.
     """
-    from .runtime.gramjob import gram_store as _gram_store
+    from .store.job import gram_store as _gram_store
 
     return _gram_store(kernel, store, x_train, x_test, **options)
 
@@ -41,7 +41,7 @@ def gram_store(kernel, store, x_train, x_test=None, **options):
 def load_rules(spec: "str | Path", base_dir: "str | Path | None" = None):
     """Import a module of user-defined layer rules (a .py path or a dotted module name) so that
     `.arch` files can name its layers; see `ntkc.rules` and docs/rules.md."""
-    from .compiler.rules.loader import load_rules as _load
+    from .rules.loader import load_rules as _load
 
     return _load(spec, base_dir)
 

@@ -124,10 +124,10 @@ def cmd_compile(args) -> int:
     if args.emit == "plan":
         print(k.describe())
     elif args.emit == "triton":
-        from .compiler.triton_codegen import generate
+        from .backends.triton.codegen import generate
         print(generate(k.plan))
     else:
-        from .compiler.triton_report import format_report, report
+        from .backends.triton.report import format_report, report
         rows = report(k.plan)
         print(format_report(rows))
         return 1 if any(r.spill_stores or r.spill_loads for r in rows) else 0
@@ -136,8 +136,8 @@ def cmd_compile(args) -> int:
 
 def cmd_layers(args) -> int:
     import ntkc
-    from .archspec.network import load
-    from .compiler.rules.registry import known_rules
+    from .lang.network import load
+    from .rules.registry import known_rules
 
     for spec in args.rules:
         ntkc.load_rules(spec, os.getcwd())
@@ -153,7 +153,7 @@ def cmd_layers(args) -> int:
 
 
 def _load(args):
-    from .runtime.data import load_dataset
+    from .learn.data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
                         seed=args.seed, zca=args.zca, layout=args.layout)
@@ -202,7 +202,7 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
     finally:
         close()
     if len(ds.x_test) == 0:  # --n-test 0: the training block only
-        from .runtime.kernel import KernelResult
+        from .engine.kernel import KernelResult
 
         empty = np.zeros((0, len(ds.x_train)), dtype=tr.nngp.dtype)
         return k, tr, KernelResult(empty, empty.copy(), 0.0, 0, tr.backend)
@@ -215,9 +215,9 @@ def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | 
 
 
 def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
-    from .runtime.gramjob import gram_store
-    from .runtime.kernel import KernelResult
-    from .runtime.store import GramStore
+    from .store.job import gram_store
+    from .engine.kernel import KernelResult
+    from .store.gramstore import GramStore
 
     update, close = _progress(f"{Path(k.network.filename).stem} store", quiet)
     try:
@@ -312,7 +312,7 @@ def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
 
 def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
                 memory: int | None = None) -> list[dict]:
-    from .runtime.regression import kernel_regression
+    from .learn.regression import kernel_regression
 
     if len(ds.y_test) == 0:
         raise NtkcError("regression needs test images to score, and this dataset selection has none",
@@ -366,7 +366,7 @@ def cmd_regress(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runtime.experiment import run_experiment
+    from .learn.experiment import run_experiment
 
     out = run_experiment(args.config, quiet=args.quiet)
     print(_table(out["rows"]))

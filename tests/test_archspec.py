@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import ntkc
-from ntkc.archspec import build, load
-from ntkc.archspec.syntax import parse
+from ntkc.lang import build, load
+from ntkc.lang.syntax import parse
 from ntkc.errors import ArchError, ArchSyntaxError, NtkcError
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntkc.runtime.data import (
+from ntkc.learn.data import (
     DataError,
     balanced_indices,
     balanced_subset,

@@ -12,8 +12,8 @@ from sklearn.kernel_ridge import KernelRidge
 from sklearn.model_selection import cross_val_score
 from sklearn.svm import SVC
 
-from ntkc.runtime.data import load_dataset
-from ntkc.runtime.estimator import CNTKClassifier, CNTKRegressor, as_callable, precomputed
+from ntkc.learn.data import load_dataset
+from ntkc.learn.estimator import CNTKClassifier, CNTKRegressor, as_callable, precomputed
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_torch_compiled_pair_program_equals_eager(k, x):
 
 def test_tiles_and_memmap_output(k, x, tmp_path, monkeypatch):
     """Small tiles (variance maps recomputed per tile) and numpy/memmap outputs change nothing."""
-    from ntkc.runtime import kernel as kmod
+    from ntkc.engine import kernel as kmod
 
     base = k(x, dtype=torch.float64)
     ex = k.executor("torch", torch.float64, torch.device("cpu"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import ntkc
-from ntkc.compiler.plan import Band, describe
+from ntkc.plan.lower import Band, describe
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkc.runtime.regression import (
+from ntkc.learn.regression import (
     RCOND_MIN,
     EigenSolver,
     RegressionError,
@@ -26,7 +26,7 @@ def _rbf(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def digits():
-    from ntkc.runtime.data import load_dataset
+    from ntkc.learn.data import load_dataset
 
     ds = load_dataset("digits", n_train=500, n_test=300, seed=0)
     x, xt = ds.x_train.reshape(500, -1), ds.x_test.reshape(300, -1)
@@ -194,7 +194,7 @@ def test_rbf_on_digits_is_well_above_chance(digits):
 
 
 def test_holdout_split_on_two_items_per_class():
-    from ntkc.runtime.regression import holdout_split
+    from ntkc.learn.regression import holdout_split
 
     y = np.repeat(np.arange(10), 2)
     fit, val = holdout_split(y, 0.2, seed=0)

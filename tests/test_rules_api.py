@@ -17,8 +17,8 @@ import torch
 
 import ntkc
 import reference as R
-from ntkc.compiler.ops import TorchOps
-from ntkc.compiler.rules.base import Params
+from ntkc.rules.ops import TorchOps
+from ntkc.rules.base import Params
 from ntkc.errors import ArchError, RuleError
 from ntkc.rules import (ActivationRule, AxisWindow, Param, Window, WindowRule, get_rule, known_rules, load_rules,
                         register)
@@ -351,8 +351,8 @@ def test_layers_listing_and_descriptions():
 def test_flip_symmetry_check_is_sparse_and_handles_large_maps():
     """The mirror check lists window entries sparsely: a 224-wide map (a dense check would need
     224^4 numbers) is decided quickly, and both answers occur."""
-    from ntkc.compiler.rules.base import conv_axis, pool_axis
-    from ntkc.compiler.rules.flip import mirror_symmetric
+    from ntkc.rules.base import conv_axis, pool_axis
+    from ntkc.rules.builtin.flip import mirror_symmetric
 
     assert mirror_symmetric(conv_axis(224, 3, 1, "same"))
     assert not mirror_symmetric(conv_axis(224, 3, 2, "same"))  # SAME pads 0 left, 1 right here

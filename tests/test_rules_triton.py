@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import ntkc
-from ntkc.compiler import triton_codegen as tc
+from ntkc.backends.triton import codegen as tc
 from test_rules_api import NETS
 from triton_cases import cuda_backend, run_interpreted
 
@@ -67,7 +67,7 @@ def test_user_rule_math_is_rendered_into_the_kernel():
 @pytest.mark.slow
 @pytest.mark.skipif(not cuda_backend(), reason="this triton has no CUDA backend to compile for")
 def test_new_rules_compile_for_sm90():
-    from ntkc.compiler import triton_report as tr
+    from ntkc.backends.triton import report as tr
     text = TINY["user_sine"].replace("flatten\ndense\n", "") + "lap size=3\ngelu\nabrelu a=0.1 b=2\ngap\n"
     rows = tr.report(ntkc.compile(text).plan, archs=(90,), dtypes=("float32",))
     assert rows and all(r.target == "sm_90" and r.registers > 0 for r in rows)

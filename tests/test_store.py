@@ -19,11 +19,11 @@ import pytest
 import torch
 
 import ntkc
-from ntkc.runtime import store as store_mod
-from ntkc.runtime.data import load_dataset
-from ntkc.runtime.gramjob import fill, open_store
-from ntkc.runtime.kernel import gram
-from ntkc.runtime.store import GramStore, StoreError
+from ntkc.store import gramstore as store_mod
+from ntkc.learn.data import load_dataset
+from ntkc.store.job import fill, open_store
+from ntkc.engine.kernel import gram
+from ntkc.store.gramstore import GramStore, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 V_ARCH = ROOT / "examples" / "digits_v.arch"
@@ -289,7 +289,7 @@ def test_python_api_gram_store_resumes(tmp_path, kernel, ds):
 
 
 def test_experiment_with_a_store_keeps_one_store_per_run_and_resumes(tmp_path):
-    from ntkc.runtime.experiment import run_experiment
+    from ntkc.learn.experiment import run_experiment
 
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(f"architectures: [{V_ARCH}]\ndataset: digits\nn_train: [20, 30]\nn_test: 10\n"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import ntkc
-from ntkc.runtime.data import load_dataset
-from ntkc.runtime.gramjob import fill, open_store
-from ntkc.runtime.store import GramStore
+from ntkc.learn.data import load_dataset
+from ntkc.store.job import fill, open_store
+from ntkc.store.gramstore import GramStore
 
 from test_store import GAP_ARCH, TILE, V_ARCH, assert_same, reference
 

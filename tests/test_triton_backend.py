@@ -307,7 +307,7 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
     with pytest.raises(BackendError):
         k(x, backend="triton")
     # asking for the interpreter after triton was imported without it cannot work: say so
-    from ntkc.runtime import codecache
+    from ntkc.backends.triton import codecache
     if not codecache.interpreting():
         monkeypatch.setenv("TRITON_INTERPRET", "1")
         with pytest.raises(BackendError, match="before the process imports triton"):

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import ntkc
-from ntkc.compiler import triton_codegen as tc
-from ntkc.compiler import triton_report as tr
-from ntkc.compiler.plan import Band
+from ntkc.backends.triton import codegen as tc
+from ntkc.backends.triton import report as tr
+from ntkc.plan.lower import Band
 from triton_cases import cuda_backend
-from ntkc.runtime import codecache
+from ntkc.backends.triton import codecache
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "triton"
@@ -134,8 +134,8 @@ def test_band_size_has_no_empty_slots():
 
 def test_custom_activation_math_renders(monkeypatch):
     """A rule using every op of the vocabulary renders; constant subgraphs fold."""
-    from ntkc.compiler.ops import OPS, TraceOps, Node
-    from ntkc.compiler.triton_render import CodeBuffer, MathRenderer
+    from ntkc.rules.ops import OPS, TraceOps, Node
+    from ntkc.backends.triton.render import CodeBuffer, MathRenderer
 
     ops = TraceOps()
     u, v1, v2 = (Node("input", (n,)) for n in ("u", "v1", "v2"))

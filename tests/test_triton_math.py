@@ -1,4 +1,4 @@
-"""The `@triton.jit` math helpers (ntkc.compiler.triton_math) against torch, in Triton's
+"""The `@triton.jit` math helpers (ntkc.backends.triton.mathlib) against torch, in Triton's
 interpreter, in float32 and float64: many points, edge cases, exact special values."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkc.compiler.triton_math import band_base_py
+from ntkc.backends.triton.mathlib import band_base_py
 from triton_cases import run_interpreted
 
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}

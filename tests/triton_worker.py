@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ntkc  # noqa: E402
-from ntkc.compiler import schedule  # noqa: E402
+from ntkc.backends.triton import schedule  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -75,8 +75,8 @@ _MATH = {}
 
 
 def math_case(case: dict) -> dict:
-    from ntkc.compiler import triton_math
-    from ntkc.runtime import codecache
+    from ntkc.backends.triton import mathlib as triton_math
+    from ntkc.backends.triton import codecache
 
     if "module" not in _MATH:
         names = ["atan2", "asin", "acos", "atan", "tanh", "sqrt", "rsqrt", "band_base"]

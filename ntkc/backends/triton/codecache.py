@@ -1,0 +1,105 @@
+"""The on-disk cache of generated Triton modules.
+
+A module is stored as `<cache>/<prefix>_<hash>.py`, where the hash covers the source text and the
+versions of ntkc, triton and torch, and `<cache>` is `$NTKC_CACHE_DIR` or `~/.cache/ntkc`. Files
+are written atomically (a temporary file in the same folder, then `os.replace`), so concurrent
+processes never see half a file, and imported from their real path, so tracebacks and
+`inspect.getsource` (which Triton needs) show the generated file itself.
+
+Triton decides at `@triton.jit` time whether a function runs compiled or in its interpreter, and
+its own library functions (`tl.sum`, `tl.zeros_like`, ...) are decorated when triton is first
+imported: `TRITON_INTERPRET=1` therefore has to be set before that import, for the whole process
+(`interpreting()` tells whether it was). Modules are kept per (file, mode) for the process.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+_MODULES: dict[tuple[str, bool], ModuleType] = {}
+
+
+def cache_dir() -> Path:
+    """The folder of cached modules: $NTKC_CACHE_DIR, else ~/.cache/ntkc."""
+    env = os.environ.get("NTKC_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ntkc"
+
+
+def versions() -> str:
+    """The versions that a cached module depends on (part of its hash)."""
+    import torch
+    import triton
+
+    from ... import __version__
+    return f"ntkc {__version__}; triton {triton.__version__}; torch {torch.__version__}"
+
+
+def source_hash(source: str) -> str:
+    h = hashlib.sha256()
+    h.update(versions().encode())
+    h.update(b"\0")
+    h.update(source.encode())
+    return h.hexdigest()[:24]
+
+
+def write(source: str, prefix: str = "ntkc") -> Path:
+    """Store `source` in the cache (once) and return its path."""
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_{source_hash(source)}.py"
+    if path.exists() and path.read_text() == source:
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def interpreting() -> bool:
+    """True when triton was imported in interpreter mode (TRITON_INTERPRET=1 set before import)."""
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(tl.zeros_like, InterpretedFunction)
+
+
+def load(source: str, prefix: str = "ntkc") -> ModuleType:
+    """Write `source` to the cache if needed and import it from its file, in the mode triton
+    was imported in (compiled, or interpreted under TRITON_INTERPRET=1)."""
+    interpret = interpreting()
+    path = write(source, prefix)
+    key = (str(path), interpret)
+    if key in _MODULES:
+        return _MODULES[key]
+    name = f"ntkc_generated_{path.stem}{'_interpreted' if interpret else ''}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    old = os.environ.get("TRITON_INTERPRET")
+    try:
+        # `@triton.jit` reads the variable: decorate in the mode triton itself was imported in
+        if interpret:
+            os.environ["TRITON_INTERPRET"] = "1"
+        else:
+            os.environ.pop("TRITON_INTERPRET", None)
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+    _MODULES[key] = module
+    return module

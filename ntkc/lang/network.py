@@ -1,0 +1,256 @@
+"""From syntax records to a validated `Network`: rules looked up, parameters typed, shapes inferred.
+
+Every user mistake becomes an `ArchError` pointing at the offending name, parameter or value.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..rules.base import LayerError, LayerRule, Param, Params, Shape
+from ..rules.loader import load_rules
+from ..rules.registry import check_math, check_window, get_rule, known_rules, suggest
+from ..errors import ArchError, RuleError, Span
+from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, UseSyntax, Value, parse
+
+MAX_LAYERS = 100_000
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a network: its rule, typed parameters, source span and shapes."""
+
+    rule: LayerRule
+    params: Params
+    span: Span
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    def describe(self, defaults: bool = False) -> str:
+        """`name key=value ...`; parameters left at their default are shown only if asked."""
+        declared = {p.name: p.default for p in self.rule.params}
+        args = " ".join(f"{k}={_show(v)}" for k, v in self.params.items()
+                        if defaults or self.rule.kind == "input" or v != declared.get(k))
+        return f"{self.name} {args}".strip()
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A validated architecture: the input shape and the layers in order.
+
+    `augment` holds the augmentation statements (such as `flip`), which change how the kernel is
+    evaluated, not the layers; `uses` the rule modules the source loaded."""
+
+    source: str
+    filename: str
+    input: Shape
+    input_span: Span
+    layers: tuple[Layer, ...]
+    augment: tuple[Layer, ...] = ()
+    uses: tuple[str, ...] = ()
+
+    @property
+    def augment_copies(self) -> int:
+        """How many transformed copies of an image the kernel averages over (1: no augmentation)."""
+        copies = 1
+        for a in self.augment:
+            copies *= 1 + len(a.rule.transforms(a.params))
+        return copies
+
+    @property
+    def output(self) -> Shape:
+        return self.layers[-1].out_shape if self.layers else self.input
+
+
+def load(spec: str | Path, filename: str | None = None) -> Network:
+    """Build a `Network` from a path to a `.arch` file or from `.arch` source text."""
+    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and spec.strip().endswith(".arch")):
+        path = Path(spec)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ArchError(f"cannot read architecture file {str(path)!r}: {err.strerror}",
+                            hint="pass a path to an existing .arch file, or the .arch text itself") from None
+        return build(text, filename or str(path))
+    return build(spec, filename or "<arch>")
+
+
+def build(source: str, filename: str = "<arch>") -> Network:
+    statements = parse(source, filename)
+    uses = tuple(_use(s, filename) for s in statements if isinstance(s, UseSyntax))
+    flat = _expand([s for s in statements if not isinstance(s, UseSyntax)])
+    if not flat:
+        raise ArchError("the architecture is empty", Span(filename, 1, 1, source),
+                        "start with `input height=H width=W channels=C`, then layers, then a readout")
+    first, rest = flat[0], flat[1:]
+    if first.name != "input":
+        raise ArchError("the first statement must be the `input` line", first.span,
+                        "start with `input height=H width=W channels=C`")
+    in_params = _typed_params(get_rule("input"), first)
+    shape = get_rule("input").out_shape(in_params)
+    layers: list[Layer] = []
+    augment: list[Layer] = []
+    for stmt in rest:
+        if stmt.name == "input":
+            raise ArchError("`input` may appear only once, as the first statement", stmt.span,
+                            "remove this line")
+        rule = _lookup(stmt)
+        params = _typed_params(rule, stmt)
+        if rule.kind == "augment":
+            if layers:
+                raise ArchError(f"`{rule.name}` augments the images, so it must come right after `input`",
+                                stmt.span, f"move `{stmt.name}` to the line after `input`")
+            augment.append(Layer(rule, params, stmt.span, shape, shape))
+            continue
+        try:
+            if rule.kind == "activation" and not all(not p.required for p in rule.params):
+                check_math(rule, params)
+            rule.check(params, shape)
+            if rule.kind == "window":
+                check_window(rule, params, shape)
+            out = rule.out_shape(params, shape)
+        except LayerError as err:
+            raise ArchError(err.message, _span_for(stmt, err.param), err.hint) from None
+        except RuleError as err:
+            raise ArchError(err.message, stmt.span, err.hint) from None
+        layers.append(Layer(rule, params, stmt.span, shape, out))
+        shape = out
+    if not shape.reduced:
+        where = layers[-1].span if layers else first.span
+        raise ArchError(
+            f"the network ends on a {shape} map, not on a scalar kernel",
+            where, "end with a readout: `gap` (global average pooling) or `flatten`, optionally followed by `dense`",
+        )
+    net = Network(source, filename, Shape(in_params.height, in_params.width, in_params.channels),
+                  first.span, tuple(layers), tuple(augment), uses)
+    for aug in augment:
+        try:
+            aug.rule.check_network(aug.params, net)
+        except LayerError as err:
+            raise ArchError(err.message, aug.span, err.hint) from None
+    return net
+
+
+def _use(stmt: UseSyntax, filename: str) -> str:
+    """Load the rule module of a `use` line; paths are relative to the .arch file's folder."""
+    base = Path(filename).parent if not filename.startswith("<") else Path(".")
+    try:
+        load_rules(stmt.target, base)
+    except RuleError as err:
+        raise ArchError(err.message, stmt.span, err.hint) from None
+    return stmt.target
+
+
+def _expand(statements) -> list[LayerSyntax]:
+    out: list[LayerSyntax] = []
+
+    def visit(stmts, factor):
+        for s in stmts:
+            if isinstance(s, RepeatSyntax):
+                if s.count < 1:
+                    raise ArchError(f"`repeat {s.count}` repeats nothing", s.span,
+                                    "use a count of at least 1, or delete the block")
+                if factor * s.count * max(1, len(s.body)) > MAX_LAYERS:
+                    raise ArchError(f"this repeat makes more than {MAX_LAYERS} layers", s.span,
+                                    "use a smaller count")
+                for _ in range(s.count):
+                    visit(s.body, factor * s.count)
+            else:
+                out.append(s)
+                if len(out) > MAX_LAYERS:
+                    raise ArchError(f"more than {MAX_LAYERS} layers", s.span, "use a smaller network")
+
+    visit(statements, 1)
+    return out
+
+
+def _lookup(stmt: LayerSyntax) -> LayerRule:
+    try:
+        return get_rule(stmt.name)
+    except KeyError:
+        close = suggest(stmt.name)
+        hint = f"did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else None
+        names = ", ".join(n for n in known_rules() if n != "input")
+        hint = (hint + " " if hint else "") + f"known layers: {names}"
+        raise ArchError(f"unknown layer `{stmt.name}`", stmt.span, hint) from None
+
+
+def _span_for(stmt: LayerSyntax, param: str | None) -> Span:
+    for p in stmt.params:
+        if p.name == param:
+            return p.value.span
+    return stmt.span
+
+
+def _typed_params(rule: LayerRule, stmt: LayerSyntax) -> Params:
+    declared = {p.name: p for p in rule.params}
+    values: dict = {}
+    for ps in stmt.params:
+        if ps.name not in declared:
+            close = difflib.get_close_matches(ps.name, list(declared), n=2, cutoff=0.5)
+            listing = ", ".join(p.describe() for p in rule.params) or "none"
+            hint = (f"did you mean `{close[0]}`? " if close else "") + f"`{rule.name}` takes: {listing}"
+            raise ArchError(f"`{rule.name}` has no parameter `{ps.name}`", ps.span, hint)
+        if ps.name in values:
+            raise ArchError(f"parameter `{ps.name}` is given twice", ps.span, "keep one of them")
+        values[ps.name] = _convert(declared[ps.name], ps, rule)
+    missing = [p for p in rule.params if p.required and p.name not in values]
+    if missing:
+        need = " ".join(f"{p.name}=..." for p in missing)
+        raise ArchError(f"`{rule.name}` is missing required parameter(s): {', '.join(p.name for p in missing)}",
+                        stmt.span, f"add {need}")
+    return Params({p.name: values.get(p.name, p.default) for p in rule.params})
+
+
+def _convert(prm: Param, ps: ParamSyntax, rule: LayerRule):
+    v: Value = ps.value
+    bad = lambda what: ArchError(  # noqa: E731
+        f"`{prm.name}` of `{rule.name}` must be {what}, got `{v.text}`", v.span, f"expected {prm.describe()}")
+    if prm.type == "bool":
+        if v.kind == "word" and v.value in ("true", "false"):
+            return v.value == "true"
+        raise bad("true or false")
+    if prm.type == "choice":
+        if v.kind == "word" and v.value in prm.choices:
+            return v.value
+        close = difflib.get_close_matches(str(v.text), prm.choices, n=1, cutoff=0.5)
+        hint = (f"did you mean `{close[0]}`? " if close else "") + f"choose one of: {', '.join(prm.choices)}"
+        raise ArchError(f"`{prm.name}` of `{rule.name}` must be one of {', '.join(prm.choices)}, got `{v.text}`",
+                        v.span, hint)
+    if v.kind == "sqrt":
+        if v.value[1] < 0:
+            raise ArchError(f"sqrt of a negative number: `{v.text}`", v.span, "use sqrt(N) with N >= 0")
+        number = math.sqrt(v.value[1])
+    elif v.kind == "number":
+        number = v.value
+    else:
+        raise bad("an integer" if prm.type == "int" else "a number")
+    if prm.type == "int":
+        if isinstance(number, float):
+            if v.kind == "number" and number.is_integer() and "." not in v.text and "e" not in v.text.lower():
+                number = int(number)
+            else:
+                raise bad("an integer")
+    else:
+        number = float(number)
+        if not math.isfinite(number):
+            raise bad("a finite number")
+    if prm.minimum is not None and (number < prm.minimum or (prm.exclusive_minimum and number == prm.minimum)):
+        op = ">" if prm.exclusive_minimum else ">="
+        raise ArchError(f"`{prm.name}` of `{rule.name}` must be {op} {_show(prm.minimum)}, got `{v.text}`",
+                        v.span, f"expected {prm.describe()}")
+    return number

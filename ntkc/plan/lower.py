@@ -1,0 +1,263 @@
+"""Lowering a `Network` to a `Plan`: demanded displacement planes, stages and the image program.
+
+Every entry S[p, q] of a covariance is filed under its displacement D = p - q, per axis. A window
+layer maps output displacement D to input displacements s D + (e - e') (and D +- n when it wraps);
+an activation keeps D. Walking back from the readout, which needs D = 0 of a 1x1 map, gives the
+band of displacements each layer must produce (`Band`, per axis). Layers whose window reads only
+s D (conv with zero padding, flatten, dense, activations) keep planes independent: a run of them
+is a `Stage`, and a plane-mixing layer (pooling, gap, circular conv) opens the next stage.
+
+Two programs are lowered: the *pair* program, run on every pair of images, and the *image*
+program, run once per image on the self pair, which yields the variance maps v = S_aa[p, p] at
+every activation's input (plane 0, plus whatever planes a later pool or readout needs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..rules.base import AxisWindow, Shape, Window
+
+if TYPE_CHECKING:
+    from ..lang.network import Layer, Network
+
+
+@dataclass(frozen=True)
+class Band:
+    """Displacements D in [lo, hi] along an axis of size n (so |D| <= n - 1)."""
+
+    n: int
+    lo: int
+    hi: int
+
+    @property
+    def full(self) -> bool:
+        return self.lo <= -(self.n - 1) and self.hi >= self.n - 1
+
+    @property
+    def count(self) -> int:
+        return self.hi - self.lo + 1
+
+    def entries(self) -> int:
+        """Number of real (p, q) pairs with p - q in the band."""
+        return sum(self.n - abs(d) for d in range(self.lo, self.hi + 1))
+
+    def union(self, other: "Band | None") -> "Band":
+        if other is None:
+            return self
+        return Band(self.n, min(self.lo, other.lo), max(self.hi, other.hi))
+
+    def __str__(self) -> str:
+        if self.full and self.n > 1:
+            return f"all {2 * self.n - 1}"
+        return f"[{self.lo},{self.hi}]" if self.lo != self.hi else f"{self.lo}"
+
+
+Demand = tuple[Band, Band]
+
+
+def zero_demand(shape: Shape) -> Demand:
+    return (Band(shape.height, 0, 0), Band(shape.width, 0, 0))
+
+
+def union(a: Demand | None, b: Demand | None) -> Demand | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (a[0].union(b[0]), a[1].union(b[1]))
+
+
+def needed_input(axis: AxisWindow, band: Band) -> Band:
+    """The band of input displacements an axis window reads to produce `band`."""
+    n = axis.n_in
+    deltas = axis.displacements()
+    wraps = (-n, 0, n) if axis.wrap else (0,)
+    found = [axis.stride * d + delta + w
+             for d in range(band.lo, band.hi + 1) for delta in deltas for w in wraps]
+    found = [d for d in found if -n < d < n]
+    if not found:  # cannot happen for a well-formed window; keep plane 0 to stay defined
+        return Band(n, 0, 0)
+    return Band(n, min(found), max(found))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer in a program, with the planes it reads and produces."""
+
+    index: int
+    layer: "Layer"
+    window: Window | None
+    demand_in: Demand
+    demand_out: Demand
+
+    @property
+    def kind(self) -> str:
+        return self.layer.rule.kind
+
+    @property
+    def mixes(self) -> bool:
+        return self.window is not None and self.window.mixes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of steps that keep displacement planes independent, opened by a mixing step."""
+
+    index: int
+    steps: tuple[Step, ...]
+
+    @property
+    def opener(self) -> Step | None:
+        """The plane-mixing step that reads the previous stage's planes (None for stage 0)."""
+        return self.steps[0] if self.steps and self.steps[0].mixes else None
+
+
+@dataclass(frozen=True)
+class Program:
+    """Steps with demands. `variance_at` lists the steps (by position) before which the image
+    program records a variance map; `len(steps)` stands for 'after the last step'."""
+
+    name: str
+    input_demand: Demand | None
+    steps: tuple[Step, ...]
+    stages: tuple[Stage, ...]
+    variance_at: tuple[int, ...] = ()
+
+    def entries(self) -> int:
+        """Covariance entries produced per pair (or image), summed over steps."""
+        return sum(s.demand_out[0].entries() * s.demand_out[1].entries() for s in self.steps)
+
+    def flops(self) -> int:
+        """A rough count of floating-point operations per pair (or image), S and T together."""
+        total = 0
+        if self.input_demand is not None:
+            total += 2 * _entries(self.input_demand)
+        for s in self.steps:
+            out = _entries(s.demand_out)
+            if s.window is not None:
+                terms = len(s.window.rows.terms) + len(s.window.cols.terms)
+                total += out * (2 * terms + 4)
+            else:
+                total += out * ACTIVATION_FLOPS
+        return total
+
+
+ACTIVATION_FLOPS = 40  # a relu map with atan2 and sqrt, NNGP and derivative, S and T
+
+
+def _entries(d: Demand) -> int:
+    return d[0].entries() * d[1].entries()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the backends execute: the network, its pair program and its image program."""
+
+    network: "Network"
+    pair: Program
+    image: Program
+
+    @property
+    def activations(self) -> tuple[int, ...]:
+        """Layer indices of the activations; the variance maps come in this order."""
+        return tuple(i for i, l in enumerate(self.network.layers) if l.rule.kind == "activation")
+
+
+def _windows(network: "Network") -> list[Window | None]:
+    return [l.rule.window(l.params, l.in_shape) if l.rule.kind == "window" else None
+            for l in network.layers]
+
+
+def _analyse(name: str, input_shape: Shape, layers, windows, out_demand: Demand | None,
+             variance_at: set[int]) -> Program:
+    count = len(layers)
+    demands: list[Demand | None] = [None] * (count + 1)
+    demands[count] = out_demand
+    if count in variance_at:
+        demands[count] = union(demands[count], zero_demand(layers[count - 1].out_shape if count else input_shape))
+    for i in reversed(range(count)):
+        d = demands[i + 1]
+        if d is not None and windows[i] is not None:
+            w = windows[i]
+            d = (needed_input(w.rows, d[0]), needed_input(w.cols, d[1]))
+        if i in variance_at:
+            d = union(d, zero_demand(layers[i].in_shape))
+        demands[i] = d
+    steps = tuple(Step(i, layers[i], windows[i], demands[i], demands[i + 1]) for i in range(count))
+    return Program(name, demands[0], steps, _stages(steps),
+                   tuple(sorted(variance_at)))
+
+
+def _stages(steps: tuple[Step, ...]) -> tuple[Stage, ...]:
+    groups: list[list[Step]] = []
+    for s in steps:
+        if not groups or s.mixes:
+            groups.append([])
+        groups[-1].append(s)
+    return tuple(Stage(i, tuple(g)) for i, g in enumerate(groups))
+
+
+def lower(network: "Network") -> Plan:
+    """Lower a validated network to a Plan (demand analysis for both programs, stages)."""
+    layers = network.layers
+    windows = _windows(network)
+    final = network.output
+    pair = _analyse("pair", network.input, layers, windows, zero_demand(final), set())
+    acts = [i for i, l in enumerate(layers) if l.rule.kind == "activation"]
+    if acts:
+        last = acts[-1]
+        image = _analyse("image", network.input, layers[:last], windows[:last], None, set(acts))
+    else:
+        image = Program("image", None, (), (), ())
+    return Plan(network, pair, image)
+
+
+def describe(plan: Plan) -> str:
+    """A readable account of a plan: stages, layers, planes demanded, work per pair."""
+    net = plan.network
+    lines = [
+        f"plan for {net.filename}: input {net.input}, {len(net.layers)} layers, "
+        f"{len(plan.pair.stages)} stage(s)",
+        f"  work per pair  ~{plan.pair.flops():.3g} flops; per image (variance maps) ~{plan.image.flops():.3g} flops",
+    ]
+    copies = net.augment_copies
+    if copies > 1:
+        names = " ".join(a.rule.name for a in net.augment)
+        lines.append(f"  augmented ({names}): the pair program runs {copies} times per pair, ~{copies * plan.pair.flops():.3g} "
+                     f"flops in all; the image program {copies} times per image")
+    lines += [
+        "",
+        f"pair program (runs on every pair of images); input covariance planes rows {_band(plan.pair.input_demand, 0)}"
+        f" x cols {_band(plan.pair.input_demand, 1)}",
+    ]
+    lines += _describe_program(plan.pair)
+    lines.append("")
+    if plan.image.steps or plan.image.variance_at:
+        lines.append(f"image program (runs once per image; variance maps at {len(plan.image.variance_at)} activation(s))"
+                     f"; input planes rows {_band(plan.image.input_demand, 0)} x cols {_band(plan.image.input_demand, 1)}")
+        lines += _describe_program(plan.image)
+    else:
+        lines.append("image program: none (no activations)")
+    return "\n".join(lines)
+
+
+def _band(d: Demand | None, axis: int) -> str:
+    return "-" if d is None else str(d[axis])
+
+
+def _describe_program(prog: Program) -> list[str]:
+    out = []
+    for stage in prog.stages:
+        opener = stage.opener
+        head = f"  stage {stage.index}"
+        head += f" (opened by plane-mixing `{opener.layer.name}`)" if opener else " (from the input covariance)"
+        out.append(head)
+        for s in stage.steps:
+            d = s.demand_out
+            planes = f"planes {_band(d, 0)} x {_band(d, 1)}"
+            entries = d[0].entries() * d[1].entries()
+            line = (f"    line {s.layer.span.line:<4} {s.layer.describe():<36} "
+                    f"{str(s.layer.in_shape):>8} -> {str(s.layer.out_shape):<8} {planes:<22} {entries:>9} entries")
+            out.append(line.rstrip())
+    return out

@@ -1,1 +1,0 @@
-"""The runtime: executing Plans (backends), tiling over pairs, data and regression."""

@@ -10,7 +10,7 @@ import pytest
 
 from ntkc.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import ROOT  # noqa: E402
 TINY = "input height=8 width=8 channels=1\nconv w_std=sqrt(2)\nrelu\nflatten\ndense\n"
 
 

@@ -15,7 +15,7 @@ import torch
 
 import ntkc
 from ntkc.errors import ArchError, BackendError
-from triton_cases import run_interpreted
+from support.triton_cases import run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 

@@ -12,8 +12,8 @@ import pytest
 
 import ntkc
 from ntkc.backends.triton import codegen as tc
-from test_rules_api import NETS
-from triton_cases import cuda_backend, run_interpreted
+from support.nets import NETS
+from support.triton_cases import cuda_backend, run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 

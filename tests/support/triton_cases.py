@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("triton_worker.py")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cuda_backend() -> bool:

@@ -16,7 +16,7 @@ from ntkc.learn.data import load_dataset
 from ntkc.store.job import fill, open_store
 from ntkc.store.gramstore import GramStore
 
-from test_store import GAP_ARCH, TILE, V_ARCH, assert_same, reference
+from support.storecase import GAP_ARCH, TILE, V_ARCH, assert_same, reference
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'ntkc[ray]'")
 

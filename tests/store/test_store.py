@@ -25,10 +25,8 @@ from ntkc.store.job import fill, open_store
 from ntkc.engine.kernel import gram
 from ntkc.store.gramstore import GramStore, StoreError
 
-ROOT = Path(__file__).resolve().parents[1]
-V_ARCH = ROOT / "examples" / "digits_v.arch"
-GAP_ARCH = ROOT / "examples" / "digits_gap.arch"
-TILE = 8
+from support.paths import ROOT
+from support.storecase import GAP_ARCH, TILE, V_ARCH, assert_same, reference
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +37,6 @@ def ds():
 @pytest.fixture(scope="module")
 def kernel():
     return ntkc.compile(V_ARCH)
-
-
-def reference(kernel, ds, settings):
-    """Uninterrupted in-memory matrices with the store's tile size and pair batch."""
-    ex = kernel.executor(settings.backend, settings.torch_dtype, torch.device("cpu"))
-    xtr = torch.as_tensor(ds.x_train, dtype=settings.torch_dtype)
-    xte = torch.as_tensor(ds.x_test, dtype=settings.torch_dtype)
-    a, b, _ = gram(ex, xtr, None, settings.memory, tile=TILE)
-    c, d, _ = gram(ex, xte, xtr, settings.memory, tile=TILE)
-    return [m.numpy() for m in (a, b, c, d)]
-
-
-def assert_same(store: GramStore, ref) -> None:
-    got = list(store.matrices("train_train")) + list(store.matrices("test_train"))
-    for g, r in zip(got, ref):
-        assert g.dtype == r.dtype and g.shape == r.shape
-        assert np.array_equal(g, r), "store differs from the uninterrupted computation"
 
 
 def new_store(tmp_path, kernel, ds, name="s", dtype="float64", **kw):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import ROOT  # noqa: E402
 
 
 def test_gpu_bench_smoke_runs_end_to_end():

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 import ntkc
 from ntkc.rules import load_rules
-from reference import parse_arch, reference_kernels
-from test_rules_api import SINE
+from support.reference import parse_arch, reference_kernels
+from support.nets import SINE
 
 Z = 5.0
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """The public rule API (`ntkc.rules`, `use` lines, `ntkc.load_rules`) and the rules written with
 it: abrelu / leaky_relu, gelu, conv dilation, lap, flip, and the user example `sine`.
 
-The new layers are compared with the independent float64 reference (tests/reference.py) in
+The new layers are compared with the independent float64 reference (tests/support/reference.py) in
 float64 (1e-10) and float32 (1e-5), like every other layer in test_reference.py; activations also
 against quadrature and against Price's theorem (d NNGP / du = derivative factor).
 """
@@ -16,17 +16,17 @@ import pytest
 import torch
 
 import ntkc
-import reference as R
+from support import reference as R
 from ntkc.rules.ops import TorchOps
 from ntkc.rules.base import Params
 from ntkc.errors import ArchError, RuleError
 from ntkc.rules import (ActivationRule, AxisWindow, Param, Window, WindowRule, get_rule, known_rules, load_rules,
                         register)
-from reference import parse_arch, reference_kernels
-from test_reference import F32_TOL, F64_TOL, assert_close, images
+from support.reference import parse_arch, reference_kernels
+from support.checks import F32_TOL, F64_TOL, assert_close, images
 
-ROOT = Path(__file__).resolve().parents[1]
-SINE = ROOT / "examples" / "user_rules" / "sine.py"
+from support.nets import NETS, SINE
+from support.paths import ROOT
 
 
 def check_against_reference(text, n=3, seed=0, x2=False):
@@ -235,69 +235,6 @@ def test_derivative_factor_is_the_u_derivative_of_the_nngp(name, params):
 
 # -- the new layers against the float64 reference -------------------------------------------------
 
-NETS = {
-    "leaky_dilated_lap_flatten": """input height=5 width=4 channels=2
-conv w_std=1.3 b_std=0.2 dilation=2
-leaky_relu slope=0.2
-conv size=2 dilation=2 padding=valid
-abrelu a=-0.5 b=1.5
-lap size=3
-flatten
-dense b_std=0.1
-""",
-    "gelu_gap": """input height=4 width=3 channels=2
-conv b_std=0.1
-gelu
-conv stride=2 dilation=2
-relu
-gap
-dense
-""",
-    "lap_circular_even_gap": """input height=4 width=5 channels=1
-conv size=3 dilation=2 padding=circular w_std=1.2
-abrelu a=0.3 b=-1.1
-lap size=2 padding=circular
-relu
-gap
-dense
-""",
-    "lap_then_conv": """input height=6 width=5 channels=1
-conv w_std=sqrt(2)
-relu
-lap size=5
-conv dilation=3
-relu
-lap size=2
-flatten
-""",
-    "flip_flatten": """input height=4 width=5 channels=2
-flip
-conv w_std=1.4
-relu
-lap size=3
-flatten
-dense
-""",
-    "flip_gap_pool_valid": """input height=6 width=6 channels=1
-flip
-conv dilation=2 size=3
-leaky_relu slope=0.1
-avgpool size=2
-conv size=3 padding=valid
-relu
-gap
-dense trainable=false
-""",
-    "user_sine": f"""use "{SINE}"
-input height=4 width=4 channels=2
-conv w_std=0.8
-sine freq=0.9
-conv size=3 dilation=2 w_std=0.7
-sine freq=1.1
-flatten
-dense
-""",
-}
 
 
 @pytest.mark.parametrize("name", list(NETS))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ntkc.backends.triton.mathlib import band_base_py
-from triton_cases import run_interpreted
+from support.triton_cases import run_interpreted
 
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 ULPS = 4.0  # largest error allowed, in units of the working precision

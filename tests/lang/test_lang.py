@@ -15,7 +15,7 @@ from ntkc.lang import build, load
 from ntkc.lang.syntax import parse
 from ntkc.errors import ArchError, ArchSyntaxError, NtkcError
 
-GOLDEN = Path(__file__).parent / "golden"
+from support.paths import GOLDEN  # noqa: E402
 REGEN = os.environ.get("NTKC_REGEN_GOLDEN") == "1"
 
 

@@ -8,7 +8,7 @@ import pytest
 import ntkc
 from ntkc.plan.lower import Band, describe
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from support.paths import EXAMPLES  # noqa: E402
 
 
 def plan(text):
@@ -77,7 +77,7 @@ def test_examples_compile(f):
 def test_describe_counts_augmented_copies():
     import ntkc
 
-    k = ntkc.compile(Path(__file__).resolve().parents[1] / "examples" / "enhanced_cntk_d11.arch")
+    k = ntkc.compile(EXAMPLES / "enhanced_cntk_d11.arch")
     text = k.describe()
     assert f"runs 2 times per pair, ~{2 * k.plan.pair.flops():.3g} flops" in text
     plain = ntkc.compile("input height=8 width=8 channels=1\nconv\nrelu\nflatten\ndense\n")

@@ -11,7 +11,7 @@ A finite CNN in the NTK parameterisation, built here with plain torch ops:
 Empirical NNGP of one seed: mean over the output units of f(a) f(b) (a final dense with many
 outputs); empirical NTK of one seed: sum over all trainable parameters of grad f_0(a) . grad
 f_0(b) by autograd (frozen layers' parameters are left out of the gradient). Both are averaged
-over seeds and compared with the float64 reference in tests/reference.py, and with the package.
+over seeds and compared with the float64 reference in tests/support/reference.py, and with the package.
 
 Tolerance, entry by entry:  |mean - analytic| <= Z * SE + bias
   SE   = sample standard deviation across seeds / sqrt(seeds).
@@ -42,7 +42,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference import arch_text, layer as L, output_shape, reference_kernels
+from support.reference import arch_text, layer as L, output_shape, reference_kernels
 
 Z = 5.0
 C_BIAS = 2.0

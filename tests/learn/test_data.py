@@ -22,7 +22,9 @@ from ntkc.learn.data import (
     zca_whiten,
 )
 
-SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-batches-py"
+from support.paths import SHARED_DATA  # noqa: E402
+
+SHARED_CIFAR = SHARED_DATA / "cifar-10-batches-py"
 
 
 # --- digits -----------------------------------------------------------------------------------

@@ -18,11 +18,12 @@ import ntkc
 from ntkc.backends.triton import codegen as tc
 from ntkc.backends.triton import report as tr
 from ntkc.plan.lower import Band
-from triton_cases import cuda_backend
+from support.triton_cases import cuda_backend
 from ntkc.backends.triton import codecache
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden" / "triton"
+from support.paths import GOLDEN as _GOLDEN, ROOT  # noqa: E402
+
+GOLDEN = _GOLDEN / "triton"
 REGEN = os.environ.get("NTKC_REGEN_GOLDEN") == "1"
 EXAMPLES = sorted((ROOT / "examples").glob("*.arch"))
 

@@ -30,9 +30,3 @@ class Sine(ActivationRule):
         up, down = ops.exp(w2 * u), ops.exp(-w2 * u)
         nngp = 0.5 * damp * (up - down)
         return nngp, (0.5 * w2 * damp * (up + down) if need_dfactor else None)
-
-    def nngp(self, p, ops, u, v1, v2):
-        return self.maps(p, ops, u, v1, v2, False)[0]
-
-    def dfactor(self, p, ops, u, v1, v2):
-        return self.maps(p, ops, u, v1, v2)[1]

@@ -7,13 +7,13 @@ Two kinds of rule cover the CNTK recursion:
   (+ S' when trainable)`. Conv, pooling, readouts and dense layers are all windows; the window,
   stated per axis as an `AxisWindow`, is at once the rule's shape rule (`n_out`), its demand rule
   (output displacement D reads input displacements `s D + e - e'`) and its math.
-- `ActivationRule`: a pointwise map given by `nngp(p, ops, u, v1, v2)` = E[phi(X) phi(Y)] and
-  `dfactor(p, ops, u, v1, v2)` = E[phi'(X) phi'(Y)], written in the ops vocabulary
-  (`ntkc.compiler.ops`), where (X, Y) is centred Gaussian with covariance [[v1, u], [u, v2]].
+- `ActivationRule`: a pointwise map given by E[phi(X) phi(Y)] (NNGP) and E[phi'(X) phi'(Y)]
+  (the derivative factor), stated once, as `maps` or as `nngp` + `dfactor`, in the ops
+  vocabulary (`ntkc.rules.ops`), where (X, Y) is centred Gaussian with covariance
+  [[v1, u], [u, v2]].
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -181,20 +181,45 @@ class WindowRule(LayerRule):
 
 
 class ActivationRule(LayerRule):
+    """A pointwise nonlinearity phi, stated by its two Gaussian expectations.
+
+    A rule states its math once, in one of two ways:
+
+    - `maps(p, ops, u, v1, v2, need_dfactor)` returning `(nngp, dfactor or None)` together
+      (the natural form when both share work, as the arc-cosine kernels do), or
+    - `nngp(p, ops, u, v1, v2)` and `dfactor(p, ops, u, v1, v2)` separately.
+
+    Whichever is not given is derived from the other; registration checks the one that is.
+    """
+
     kind = "activation"
 
+    def maps(self, p: Params, ops, u, v1, v2, need_dfactor: bool = True):
+        """(E[phi(X) phi(Y)], E[phi'(X) phi'(Y)] or None) for (X, Y) ~ N(0, [[v1, u], [u, v2]])."""
+        if not states_pointwise(self):
+            raise NotImplementedError(f"rule `{self.name}` states neither maps() nor nngp() and dfactor()")
+        return self.nngp(p, ops, u, v1, v2), (self.dfactor(p, ops, u, v1, v2) if need_dfactor else None)
+
     def nngp(self, p: Params, ops, u, v1, v2):
-        raise NotImplementedError
+        """E[phi(X) phi(Y)]; derived from `maps` unless a rule states it."""
+        return self.maps(p, ops, u, v1, v2, False)[0]
 
     def dfactor(self, p: Params, ops, u, v1, v2):
-        raise NotImplementedError
-
-    def maps(self, p: Params, ops, u, v1, v2, need_dfactor: bool = True):
-        """(nngp, dfactor or None) together; override to share work between the two."""
-        return self.nngp(p, ops, u, v1, v2), (self.dfactor(p, ops, u, v1, v2) if need_dfactor else None)
+        """E[phi'(X) phi'(Y)]; derived from `maps` unless a rule states it."""
+        return self.maps(p, ops, u, v1, v2, True)[1]
 
     def out_shape(self, p: Params, shape: Shape) -> Shape:
         return Shape(shape.height, shape.width, None, shape.reduced)
+
+
+def states(rule: ActivationRule, method: str) -> bool:
+    """True when `rule`'s class (or a base below ActivationRule) defines `method` itself."""
+    return getattr(type(rule), method) is not getattr(ActivationRule, method)
+
+
+def states_pointwise(rule: ActivationRule) -> bool:
+    """True when the rule states `nngp` and `dfactor` (both) rather than `maps`."""
+    return states(rule, "nngp") and states(rule, "dfactor")
 
 
 class AugmentRule(LayerRule):
@@ -204,7 +229,7 @@ class AugmentRule(LayerRule):
     (the identity included). `transforms(p)` lists the transforms other than the identity, each a
     function of an NCHW tensor; `check_network(p, network)` raises LayerError where the averaged
     kernel is not what the statement promises (for instance not symmetric). Layers are unchanged:
-    the runtime wraps the backend's executor (`ntkc.runtime.augment`).
+    the engine wraps the backend (`ntkc.engine.augment`).
     """
 
     kind = "augment"
@@ -280,6 +305,3 @@ def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
     terms = tuple((e, f) for e in range(size) for f in range(size))
     return AxisWindow(n, (n - size) // stride + 1, stride, 0, terms)
 
-
-def sqrt2() -> float:
-    return math.sqrt(2.0)

@@ -5,17 +5,17 @@ A rule writes its math once, as a Python function of an `ops` handler and its in
 arithmetic operators (+ - * / and unary -), float constants and the functions named in `OPS`
 (`ops.sqrt(x)`, `ops.atan2(y, x)`, ...). Each backend passes its own handler:
 
-- `TorchOps` evaluates on tensors (the torch backend);
-- `TraceOps` records an expression graph of `Node`s, which the Triton generator renders to source
-  text and which `check_math` uses to reject a rule that steps outside the vocabulary.
+- `TraceOps` (here) records an expression graph of `Node`s, which the code generators render to
+  source text and which registration uses to reject a rule that steps outside the vocabulary;
+- `ntkc.backends.torch.ops.TorchOps` evaluates on tensors (the torch backend).
+
+This module imports neither torch nor triton: the rule API and the `.arch` language stay light.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import torch
 
 # name -> number of arguments. Everything a rule may call on `ops`.
 OPS: dict[str, int] = {
@@ -24,56 +24,6 @@ OPS: dict[str, int] = {
     "maximum": 2, "minimum": 2, "where": 3, "lt": 2, "le": 2, "gt": 2, "ge": 2,
 }
 BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/"}
-
-
-class TorchOps:
-    """Evaluates rule math on torch tensors; python floats mix in as scalars."""
-
-    pi = math.pi
-    sqrt = staticmethod(torch.sqrt)
-    rsqrt = staticmethod(torch.rsqrt)
-    exp = staticmethod(torch.exp)
-    log = staticmethod(torch.log)
-    sin = staticmethod(torch.sin)
-    cos = staticmethod(torch.cos)
-    tanh = staticmethod(torch.tanh)
-    erf = staticmethod(torch.erf)
-    asin = staticmethod(torch.asin)
-    acos = staticmethod(torch.acos)
-    atan = staticmethod(torch.atan)
-    abs = staticmethod(torch.abs)
-
-    @staticmethod
-    def _pair(a, b):
-        if not isinstance(a, torch.Tensor):
-            a = torch.full_like(b, a)
-        if not isinstance(b, torch.Tensor):
-            b = torch.full_like(a, b)
-        return a, b
-
-    def atan2(self, y, x):
-        return torch.atan2(*self._pair(y, x))
-
-    def maximum(self, a, b):
-        return torch.maximum(*self._pair(a, b))
-
-    def minimum(self, a, b):
-        return torch.minimum(*self._pair(a, b))
-
-    def where(self, cond, a, b):
-        return torch.where(cond, a, b)
-
-    def lt(self, a, b):
-        return a < b
-
-    def le(self, a, b):
-        return a <= b
-
-    def gt(self, a, b):
-        return a > b
-
-    def ge(self, a, b):
-        return a >= b
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,3 +109,19 @@ def walk(node: Node):
 
     visit(node)
     return order
+
+
+def as_node(x) -> Node:
+    """`x` itself if it is a Node, else a constant Node."""
+    return _as_node(x)
+
+
+def trace_maps(rule, params, need_dfactor: bool) -> dict[str, Node]:
+    """An activation rule's math as `Node` graphs, traced through `rule.maps` (the form the torch
+    backend evaluates too): {"nngp": ..., "dfactor": ...}, the latter only when needed."""
+    u, v1, v2 = (Node("input", (n,)) for n in ("u", "v1", "v2"))
+    nngp, dfactor = rule.maps(params, TraceOps(), u, v1, v2, need_dfactor)
+    graphs = {"nngp": _as_node(nngp)}
+    if need_dfactor:
+        graphs["dfactor"] = _as_node(dfactor)
+    return graphs

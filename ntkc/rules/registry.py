@@ -5,7 +5,8 @@ import difflib
 
 from ..errors import RuleError
 from .ops import OPS, trace
-from .base import ActivationRule, AugmentRule, InputRule, LayerError, LayerRule, Param, Params, Shape, Window, WindowRule
+from .base import (ActivationRule, AugmentRule, InputRule, LayerError, LayerRule, Param, Params, Shape, Window,
+                   WindowRule, states, states_pointwise)
 
 _RULES: dict[str, LayerRule] = {}
 _TYPES = {"int", "float", "bool", "choice"}
@@ -79,25 +80,40 @@ def default_params(rule: LayerRule) -> Params | None:
 
 
 def _check_activation_math(inst: ActivationRule, where: str) -> None:
+    check_form(inst, where)
     params = default_params(inst)
     if params is None:
-        return  # checked when a layer gives the required values (see `check_math`)
+        return  # traced when a layer gives the required values (see `check_math`)
     check_math(inst, params, where)
 
 
-def check_math(inst: ActivationRule, params: Params, where: str | None = None) -> None:
-    """Trace an activation's math; raise RuleError if it leaves the ops vocabulary."""
-    where = where or f"rule `{inst.name}`"
-    def both(ops, u, v1, v2):
-        nngp, factor = inst.maps(params, ops, u, v1, v2, True)
-        return nngp + factor
+def check_form(inst: ActivationRule, where: str) -> None:
+    """RuleError unless the rule states its math as `maps` or as both `nngp` and `dfactor`."""
+    if states(inst, "maps") or states_pointwise(inst):
+        return
+    given = [m for m in ("nngp", "dfactor") if states(inst, m)]
+    lacks = "states only `" + given[0] + "`" if given else "states no math"
+    raise RuleError(f"{where} {lacks}",
+                    hint="define maps(self, p, ops, u, v1, v2, need_dfactor=True) returning (nngp, dfactor), "
+                         "or both nngp(self, p, ops, u, v1, v2) and dfactor(self, p, ops, u, v1, v2)")
 
-    for part, fn in (("nngp", inst.nngp), ("dfactor", inst.dfactor), ("maps", None)):
+
+def check_math(inst: ActivationRule, params: Params, where: str | None = None) -> None:
+    """Trace an activation's math as the rule states it (`maps`, or `nngp` and `dfactor`); raise
+    RuleError if it states neither or leaves the ops vocabulary."""
+    where = where or f"rule `{inst.name}`"
+    if states(inst, "maps"):
+        parts = (("maps", lambda ops, u, v1, v2: _pair(inst.maps(params, ops, u, v1, v2, True), True)),
+                 ("maps(need_dfactor=False)", lambda ops, u, v1, v2: _pair(inst.maps(params, ops, u, v1, v2, False), False)))
+    elif states_pointwise(inst):
+        parts = (("nngp", lambda ops, u, v1, v2: inst.nngp(params, ops, u, v1, v2)),
+                 ("dfactor", lambda ops, u, v1, v2: inst.dfactor(params, ops, u, v1, v2)))
+    else:
+        check_form(inst, where)
+        return
+    for part, fn in parts:
         try:
-            if fn is None:
-                trace(both, "u", "v1", "v2")
-            else:
-                trace(lambda ops, u, v1, v2: fn(params, ops, u, v1, v2), "u", "v1", "v2")
+            trace(fn, "u", "v1", "v2")
         except AttributeError as err:
             raise RuleError(
                 f"{where}: `{part}` uses `ops.{err.args[0] if err.args else '?'}`, which is not in the ops vocabulary",
@@ -107,6 +123,16 @@ def check_math(inst: ActivationRule, params: Params, where: str | None = None) -
             raise RuleError(f"{where}: `{part}` cannot be traced: {err}",
                             hint="write the math with + - * / and ops.* on u, v1, v2 (not Python's math "
                                  "module, numpy or `if` on their values; use ops.where)") from None
+
+
+def _pair(result, need_dfactor: bool):
+    """The traced value of a `maps` result, checking that it is (nngp, dfactor or None)."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"maps must return a pair (nngp, dfactor), got {type(result).__name__}")
+    nngp, factor = result
+    if need_dfactor and factor is None:
+        raise TypeError("maps(..., need_dfactor=True) returned no derivative factor")
+    return nngp if factor is None else nngp + factor
 
 
 def check_window(rule: WindowRule, p: Params, shape: Shape) -> Window:

@@ -17,7 +17,7 @@ import torch
 
 import ntkc
 from support import reference as R
-from ntkc.rules.ops import TorchOps
+from ntkc.backends.torch.ops import TorchOps
 from ntkc.rules.base import Params
 from ntkc.errors import ArchError, RuleError
 from ntkc.rules import (ActivationRule, AxisWindow, Param, Window, WindowRule, get_rule, known_rules, load_rules,
@@ -114,6 +114,69 @@ def test_use_errors_point_at_the_line(tmp_path, target, message):
     assert message in text and "hint:" in text and "^" in text
     if target == "broken.py":
         assert "broken.py:2" in text  # where in the module
+
+
+def test_math_stated_once_in_maps_registers_and_derives_nngp_and_dfactor():
+    @register
+    class HalfMaps(ActivationRule):
+        """half_maps: x / 2, stated in `maps` alone."""
+        name = "half_maps"
+
+        def maps(self, p, ops, u, v1, v2, need_dfactor=True):
+            return 0.25 * u, (u * 0.0 + 0.25 if need_dfactor else None)
+
+    rule = get_rule("half_maps")
+    assert rule.nngp(Params({}), TorchOps(), torch.tensor(2.0), 1.0, 1.0).item() == 0.5
+    assert rule.dfactor(Params({}), TorchOps(), torch.tensor(2.0), 1.0, 1.0).item() == 0.25
+    x = torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    got = ntkc.compile("input height=3 width=3 channels=1\nconv\nhalf_maps\nflatten\n")(x, dtype=torch.float64)
+    base = ntkc.compile("input height=3 width=3 channels=1\nconv\nidentity\nflatten\n")(x, dtype=torch.float64)
+    assert torch.allclose(got.nngp, 0.25 * base.nngp) and torch.allclose(got.ntk, 0.25 * base.ntk)
+
+
+@pytest.mark.parametrize("methods, message", [
+    ((), "states no math"),
+    (("nngp",), "states only `nngp`"),
+    (("dfactor",), "states only `dfactor`"),
+])
+def test_a_rule_that_states_too_little_math_is_refused(methods, message):
+    body = {m: (lambda self, p, ops, u, v1, v2: u) for m in methods}
+    cls = type("Partial", (ActivationRule,), {"name": "partial_math", **body})
+    with pytest.raises(RuleError, match=message) as info:
+        register(cls)
+    assert "maps(self, p, ops, u, v1, v2" in info.value.hint
+    assert "partial_math" not in known_rules()
+
+
+def test_a_maps_rule_that_forgets_the_factor_is_refused():
+    with pytest.raises(RuleError, match="returned no derivative factor"):
+        @register
+        class NoFactor(ActivationRule):
+            name = "no_factor"
+
+            def maps(self, p, ops, u, v1, v2, need_dfactor=True):
+                return u, None
+
+
+def test_presets_are_abrelu_with_parameters():
+    """relu and leaky_relu are abrelu with fixed slopes: the same math, not copies of it."""
+    x = torch.randn(3, 2, 4, 5, dtype=torch.float64)
+    def k(act):
+        return ntkc.compile(f"input height=4 width=5 channels=2\nconv\n{act}\nconv\n{act}\ngap\n")(x, dtype=torch.float64)
+    for preset, general in (("relu", "abrelu a=0 b=1"), ("leaky_relu slope=0.3", "abrelu a=0.3 b=1"),
+                            ("leaky_relu", "abrelu a=0.01 b=1")):
+        a, b = k(preset), k(general)
+        assert torch.equal(a.nngp, b.nngp) and torch.equal(a.ntk, b.ntk), preset
+    from ntkc.rules.builtin.abrelu import ABRelu
+    assert isinstance(get_rule("relu"), ABRelu) and isinstance(get_rule("leaky_relu"), ABRelu)
+
+
+def test_the_readme_sine_example_is_the_shipped_file():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```python\n", 2)[1].split("```", 1)[0]
+    shipped = SINE.read_text()
+    body = block[block.index("@register"):].rstrip()
+    assert body in shipped, "README's Sine example differs from examples/user_rules/sine.py"
 
 
 def test_registration_rejects_ill_formed_rules():

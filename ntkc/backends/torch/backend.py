@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...rules.ops import TorchOps
 from ...plan.lower import Demand, Plan, Program
 from ...rules.base import AxisWindow
 from .layout import AxisLayout, window_table
+from .ops import TorchOps
 
 _OPS = TorchOps()
 CACHE_BYTES = 16 << 20  # target size of one state tensor of a pair batch

@@ -54,7 +54,7 @@ import sys
 from dataclasses import dataclass
 
 from . import schedule
-from ...rules.ops import Node, TraceOps
+from ...rules.ops import trace_maps
 from ...plan.lower import Band, Plan, Program, Step
 from ...rules.base import AxisWindow, Window
 from .mathlib import band_base_py, helper_sources
@@ -303,22 +303,6 @@ def _find_run(sig: list[tuple], i: int) -> tuple[int, int]:
         if reps > 1 and length * reps > best[0] * best[1]:
             best = (length, reps)
     return best
-
-
-def trace_maps(rule, params, need_dfactor: bool) -> dict:
-    """An activation's math as `Node` graphs, traced through `rule.maps` (the form the torch
-    backend evaluates too): {"nngp": ..., "dfactor": ...} (the latter only when needed)."""
-    ops = TraceOps()
-    u, v1, v2 = (Node("input", (n,)) for n in ("u", "v1", "v2"))
-    nngp, dfactor = rule.maps(params, ops, u, v1, v2, need_dfactor)
-    graphs = {"nngp": as_node(nngp)}
-    if need_dfactor:
-        graphs["dfactor"] = as_node(dfactor)
-    return graphs
-
-
-def as_node(x) -> Node:
-    return x if isinstance(x, Node) else Node("const", (float(x),))
 
 
 def _input_multiplier(steps, mults) -> tuple[int, int]:

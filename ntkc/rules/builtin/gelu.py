@@ -22,30 +22,20 @@ theorem) and against finite networks. Written with the public rule API only.
 from ...rules import ActivationRule, register
 
 
-def gelu_maps(ops, u, v1, v2, need_dfactor: bool = True):
-    q1, q2 = 1.0 + v1, 1.0 + v2
-    gg = (2.0 / ops.pi) * ops.asin(u * ops.rsqrt(q1 * q2))
-    rd = ops.rsqrt(q1 * q2 - u * u)
-    gpgp = (2.0 / ops.pi) * rd
-    uu = u * u
-    nngp = 0.25 * u + 0.25 * (u * gg + gpgp * (v1 * v2 + uu - uu * v1 / q1 - uu * v2 / q2))
-    if not need_dfactor:
-        return nngp, None
-    factor = 0.25 + 0.25 * (gg + gpgp * (u / q1 + u / q2) + gpgp * u * rd * rd)
-    return nngp, factor
-
-
 @register
 class Gelu(ActivationRule):
     """gelu: x Phi(x), the exact Gaussian error linear unit."""
 
     name = "gelu"
 
-    def nngp(self, p, ops, u, v1, v2):
-        return gelu_maps(ops, u, v1, v2, False)[0]
-
-    def dfactor(self, p, ops, u, v1, v2):
-        return gelu_maps(ops, u, v1, v2)[1]
-
     def maps(self, p, ops, u, v1, v2, need_dfactor=True):
-        return gelu_maps(ops, u, v1, v2, need_dfactor)
+        q1, q2 = 1.0 + v1, 1.0 + v2
+        gg = (2.0 / ops.pi) * ops.asin(u * ops.rsqrt(q1 * q2))
+        rd = ops.rsqrt(q1 * q2 - u * u)
+        gpgp = (2.0 / ops.pi) * rd
+        uu = u * u
+        nngp = 0.25 * u + 0.25 * (u * gg + gpgp * (v1 * v2 + uu - uu * v1 / q1 - uu * v2 / q2))
+        if not need_dfactor:
+            return nngp, None
+        factor = 0.25 + 0.25 * (gg + gpgp * (u / q1 + u / q2) + gpgp * u * rd * rd)
+        return nngp, factor

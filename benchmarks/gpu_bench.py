@@ -82,7 +82,7 @@ def bench_one(name: str, dtype_name: str, args, device) -> dict:
     shape = k.network.input
     gen = torch.Generator().manual_seed(0)
     flops = k.plan.pair.flops()
-    ex = k.executor("triton", dtype, device)
+    ex = k.backend("triton", dtype, device)
 
     def images(n):
         return torch.randn(n, shape.channels, shape.height, shape.width, generator=gen, dtype=torch.float64)

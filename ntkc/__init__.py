@@ -31,7 +31,7 @@ def gram_store(kernel, store, x_train, x_test=None, **options):
     Returns the store: `store.matrices("train_train")` / `("test_train")` are memory-mapped
     (NNGP, NTK). Options: y_train, y_test, dtype, backend, device, executor ("local" or "ray"),
     address, memory, tile, test_test, description, progress, log; see
-    `ntkc.runtime.gramjob.gram_store`.
+    `ntkc.store.job.gram_store`.
     """
     from .store.job import gram_store as _gram_store
 

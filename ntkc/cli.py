@@ -1,19 +1,21 @@
-"""The `ntkc` command line: compile, gram, regress, run, layers."""
+"""The `ntkc` command line: compile, gram, regress, run, layers.
+
+A thin argparse layer: every command parses its options and calls library functions
+(`ntkc.compile`, `ntkc.learn.tasks`, `ntkc.learn.experiment`, the Triton generator and report);
+nothing in the package imports this module."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .engine.sizes import TILE
 from .errors import NtkcError
-
-RIDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
+from .util.atomic import write_text
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "(default: start a local one)")
         q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches (with or without "
                                                           "--store), e.g. 512M or 4G (default 2G)")
-        q.add_argument("--tile", type=int, default=256, help="images per tile side in a store (default 256)")
+        q.add_argument("--tile", type=int, default=TILE, help=f"images per tile side in a store (default {TILE})")
         q.add_argument("--verify", action="store_true",
                        help="with --store: first check every stored tile's checksum and the assembled "
                             "matrices against the tiles; recompute and reassemble what is damaged")
@@ -159,89 +161,6 @@ def _load(args):
                         seed=args.seed, zca=args.zca, layout=args.layout)
 
 
-def _progress(label: str, quiet: bool):
-    """A tqdm bar fed with (done, total) pair counts; None when quiet or not a terminal-less run."""
-    if quiet:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = {"b": None}
-
-    def update(done: int, total: int) -> None:
-        if bar["b"] is None:
-            bar["b"] = tqdm(total=total, desc=label, unit="pair", unit_scale=True, leave=False,
-                            file=sys.stderr, mininterval=0.5)
-        bar["b"].n = done
-        bar["b"].refresh()
-
-    def close():
-        if bar["b"] is not None:
-            bar["b"].close()
-
-    return update, close
-
-
-def kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | None = None,
-            memory: int | None = None):
-    """Train x train and test x train NNGP / NTK for one architecture, with timings.
-
-    With `store` (a dict of `dir`, `executor`, `address`, `memory`, `tile`, `test_test`) the
-    kernels are computed into (or resumed from) a Gram store and returned memory-mapped."""
-    import torch
-
-    import ntkc
-
-    k = ntkc.compile(file)
-    if store is not None:
-        return (k,) + _store_kernels(k, ds, dtype, backend, quiet, store)
-    dt = torch.float64 if dtype == "float64" else torch.float32
-    name = Path(file).stem
-    update, close = _progress(f"{name} train", quiet)
-    try:
-        tr = k(ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
-    finally:
-        close()
-    if len(ds.x_test) == 0:  # --n-test 0: the training block only
-        from .engine.kernel import KernelResult
-
-        empty = np.zeros((0, len(ds.x_train)), dtype=tr.nngp.dtype)
-        return k, tr, KernelResult(empty, empty.copy(), 0.0, 0, tr.backend)
-    update, close = _progress(f"{name} test", quiet)
-    try:
-        te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
-    finally:
-        close()
-    return k, tr, te
-
-
-def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
-    from .store.job import gram_store
-    from .engine.kernel import KernelResult
-    from .store.gramstore import GramStore
-
-    update, close = _progress(f"{Path(k.network.filename).stem} store", quiet)
-    try:
-        store = gram_store(k, opts["dir"], ds.x_train, ds.x_test, y_train=ds.y_train, y_test=ds.y_test,
-                           dtype=dtype, backend=backend, executor=opts.get("executor") or "local",
-                           address=opts.get("address"), memory=opts.get("memory"), tile=opts.get("tile") or 256,
-                           test_test=bool(opts.get("test_test")), description=ds.description,
-                           progress=update, verify=bool(opts.get("verify")),
-                           log=None if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)),
-                           warn=lambda m: print(f"ntkc: warning: {m}", file=sys.stderr))
-    except KeyboardInterrupt:
-        close()
-        if (Path(opts["dir"]) / "manifest.json").exists():
-            print(f"ntkc: interrupted; the store {opts['dir']} keeps {GramStore.open(opts['dir']).status()}; "
-                  "rerun the same command to finish", file=sys.stderr)
-        raise
-    finally:
-        close()
-    run, backend_used = store.last_run, store.manifest["backend"]
-    tr = KernelResult(*store.matrices("train_train"), run["seconds"], run["pairs"], backend_used)
-    te = KernelResult(*store.matrices("test_train"), 0.0, 0, backend_used)
-    return tr, te
-
-
 def _store_opts(args) -> dict | None:
     if not getattr(args, "store", None):
         for flag in ("executor", "address"):
@@ -267,8 +186,10 @@ def cmd_gram(args) -> int:
     store = _store_opts(args)
     if store is None and not args.out:
         raise NtkcError("ntkc gram needs --out FILE.npz or --store DIR (or both)")
+    from .learn.tasks import dataset_kernels, save_npz
+
     ds = _load(args)
-    k, tr, te = kernels(args.file, ds, args.dtype, args.backend, args.quiet, store, args.memory)
+    k, tr, te = dataset_kernels(args.file, ds, args.dtype, args.backend, args.quiet, store, args.memory)
     if args.out is None:
         print(f"store {args.store} complete: train x train {tr.nngp.shape}, test x train {te.nngp.shape}; "
               f"{tr.seconds:.1f} s in this run")
@@ -276,8 +197,8 @@ def cmd_gram(args) -> int:
     meta = {"arch": k.network.source, "arch_file": args.file, "dataset": ds.name,
             "description": ds.description, "dtype": args.dtype, "backend": tr.backend,
             "seconds": tr.seconds + te.seconds, "pairs": tr.pairs + te.pairs}
-    _save_npz(args.out, nngp_train=tr.nngp, ntk_train=tr.ntk, nngp_test=te.nngp, ntk_test=te.ntk,
-              y_train=ds.y_train, y_test=ds.y_test, meta=np.array(json.dumps(meta)))
+    save_npz(args.out, nngp_train=tr.nngp, ntk_train=tr.ntk, nngp_test=te.nngp, ntk_test=te.ntk,
+             y_train=ds.y_train, y_test=ds.y_test, meta=np.array(json.dumps(meta)))
     if store is not None:
         print(f"wrote {args.out} from the store {args.store}: train {tr.nngp.shape}, test {te.nngp.shape}")
     else:
@@ -286,68 +207,9 @@ def cmd_gram(args) -> int:
     return 0
 
 
-def _save_npz(path: str, **arrays) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _ridge_arg(text) -> tuple[float | None, tuple[float, ...] | None]:
-    if text in ("auto", None):
-        return None, RIDGES
-    try:
-        return float(text), None
-    except ValueError:
-        raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
-
-
-def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
-                memory: int | None = None) -> list[dict]:
-    from .learn.regression import kernel_regression
-
-    if len(ds.y_test) == 0:
-        raise NtkcError("regression needs test images to score, and this dataset selection has none",
-                        hint="give --n-test a positive number (or leave it out to use all test images)")
-    fixed, ridges = _ridge_arg(ridge)
-    if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
-        # One image of some class: nothing can be held out to choose a ridge; use none.
-        fixed, ridges = 0.0, None
-    k, tr, te = kernels(file, ds, dtype, backend, quiet, store, memory)
-    rows = []
-    for which in ("nngp", "ntk"):
-        res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
-                                ridge=fixed or 0.0, ridges=ridges, jitter="auto")
-        rows.append({"arch": Path(file).name, "kernel": which.upper(), "n_train": len(ds.y_train),
-                     "n_test": len(ds.y_test), "ridge": res.ridge, "jitter": res.jitter,
-                     "accuracy": res.accuracy, "seconds": tr.seconds + te.seconds,
-                     "pairs": tr.pairs + te.pairs, "backend": tr.backend})
-    return rows
-
-
-def _table(rows: list[dict]) -> str:
-    head = f"{'architecture':<24} {'kernel':<6} {'train':>6} {'test':>6} {'ridge':>8} {'accuracy':>9} {'kernel time':>12}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ridge = f"{r['ridge']:.0e}" if r["ridge"] else "0"
-        if r.get("jitter"):
-            ridge += "*"
-        lines.append(f"{r['arch']:<24} {r['kernel']:<6} {r['n_train']:>6} {r['n_test']:>6} {ridge:>8} "
-                     f"{100 * r['accuracy']:>8.2f}% {r['seconds']:>10.1f} s")
-    if any(r.get("jitter") for r in rows):
-        lines.append("* a small jitter was added to make the kernel matrix positive definite")
-    return "\n".join(lines)
-
-
 def cmd_regress(args) -> int:
+    from .learn.tasks import format_table, regress_one
+
     ds = _load(args)
     print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
           f"{ds.image_shape}; {ds.description}")
@@ -359,17 +221,18 @@ def cmd_regress(args) -> int:
                         hint="or use `ntkc run` with a `store:` folder, which keeps one store per architecture")
     for f in args.files:
         rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store, args.memory)
-    print(_table(rows))
+    print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_text(args.json, json.dumps(rows, indent=2))
     return 0
 
 
 def cmd_run(args) -> int:
     from .learn.experiment import run_experiment
+    from .learn.tasks import format_table
 
     out = run_experiment(args.config, quiet=args.quiet)
-    print(_table(out["rows"]))
+    print(format_table(out["rows"]))
     print(f"results in {out['folder']}")
     return 0
 

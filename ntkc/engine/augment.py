@@ -1,4 +1,4 @@
-"""Augmented kernels: K_aug(a, b) = mean over g in G of K(a, g b), by wrapping an executor.
+"""Augmented kernels: K_aug(a, b) = mean over g in G of K(a, g b), by wrapping a backend.
 
 G is the identity plus the transforms of the network's augmentation statements (`flip`; their
 products when there are several). The rules check that this one-sided average is the augmented
@@ -13,17 +13,17 @@ import itertools
 import torch
 
 
-def augmented(executor, network):
-    """`executor` itself when the network has no augmentation, else an `AugmentedExecutor`."""
+def augmented(backend, network):
+    """`backend` itself when the network has no augmentation, else an `AugmentedBackend`."""
     stmts = getattr(network, "augment", ())
     if not stmts:
-        return executor
+        return backend
     groups = [(None,) + tuple(a.rule.transforms(a.params)) for a in stmts]
     transforms = []
     for combo in itertools.product(*groups):
         fns = [f for f in combo if f is not None]
         transforms.append(_compose(fns) if fns else None)
-    return AugmentedExecutor(executor, tuple(transforms))
+    return AugmentedBackend(backend, tuple(transforms))
 
 
 def _compose(fns):
@@ -34,9 +34,9 @@ def _compose(fns):
     return apply
 
 
-class AugmentedExecutor:
-    """The executor interface (`variance_maps`, `pairs`, `bytes_per_pair`, `preferred_batch`,
-    `name`) over an inner executor; `transforms[0]` is None, the identity."""
+class AugmentedBackend:
+    """The `Backend` interface over an inner backend, averaging over the transforms;
+    `transforms[0]` is None, the identity. Other attributes are the inner backend's."""
 
     def __init__(self, inner, transforms):
         object.__setattr__(self, "inner", inner)
@@ -54,13 +54,13 @@ class AugmentedExecutor:
             maps += self.inner.variance_maps(x if g is None else g(x).contiguous())
         return maps
 
-    def pairs(self, xa, xb, va, vb, same, **extra):
+    def pairs(self, xa, xb, va, vb, same, fused: bool = False):
         k = len(va) // len(self.transforms)
         nngp = ntk = None
         for idx, g in enumerate(self.transforms):
             xg = xb if g is None else g(xb).contiguous()
             sg = same if g is None else torch.zeros_like(same)
-            s, t = self.inner.pairs(xa, xg, va[:k], vb[idx * k:(idx + 1) * k], sg, **extra)
+            s, t = self.inner.pairs(xa, xg, va[:k], vb[idx * k:(idx + 1) * k], sg, fused=fused)
             nngp = s if nngp is None else nngp + s
             ntk = t if ntk is None else ntk + t
         count = len(self.transforms)
@@ -70,5 +70,7 @@ class AugmentedExecutor:
         return self.inner.bytes_per_pair()
 
     def preferred_batch(self) -> int:
-        preferred = getattr(self.inner, "preferred_batch", None)
-        return preferred() if preferred is not None else 1 << 30
+        return self.inner.preferred_batch()
+
+    def fusion_pays(self, pairs: int) -> bool:
+        return self.inner.fusion_pays(pairs * len(self.transforms))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from ..util.precision import torch_dtype
 from .regression import (
     labels,
     predict as _predict,
@@ -33,9 +34,6 @@ from .regression import (
 __all__ = ["CNTKClassifier", "CNTKRegressor", "precomputed", "as_callable", "resolve_kernel"]
 
 _WHICH = ("ntk", "nngp")
-_DTYPES = {"float64": torch.float64, "float32": torch.float32,
-           torch.float64: torch.float64, torch.float32: torch.float32,
-           np.float64: torch.float64, np.float32: torch.float32}
 
 
 def resolve_kernel(kernel: Any) -> Any:
@@ -61,13 +59,6 @@ def _pick(result: Any, which: str) -> np.ndarray:
     return np.asarray(k, dtype=np.float64)
 
 
-def _torch_dtype(dtype: Any) -> torch.dtype:
-    try:
-        return _DTYPES[dtype]
-    except (KeyError, TypeError):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}") from None
-
-
 def precomputed(
     kernel: Any,
     x1: Any,
@@ -82,7 +73,7 @@ def precomputed(
     (rows are the points to predict, columns the training points).
     """
     k = resolve_kernel(kernel)
-    return _pick(k(x1, x2, dtype=_torch_dtype(dtype), backend=backend), which)
+    return _pick(k(x1, x2, dtype=torch_dtype(dtype), backend=backend), which)
 
 
 def as_callable(
@@ -103,7 +94,7 @@ def as_callable(
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 3:
         raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
-    torch_dtype = _torch_dtype(dtype)
+    as_dtype = torch_dtype(dtype)
     if which not in _WHICH:
         raise ValueError(f"which must be 'ntk' or 'nngp', got {which!r}")
 
@@ -114,9 +105,9 @@ def as_callable(
         X = np.asarray(X)
         single = X.ndim == 1
         if Y is None or Y is X:
-            gram = _pick(k(images(X), None, dtype=torch_dtype, backend=backend), which)
+            gram = _pick(k(images(X), None, dtype=as_dtype, backend=backend), which)
         else:
-            gram = _pick(k(images(X), images(np.asarray(Y)), dtype=torch_dtype, backend=backend), which)
+            gram = _pick(k(images(X), images(np.asarray(Y)), dtype=as_dtype, backend=backend), which)
         return float(gram[0, 0]) if single else gram
 
     f.__name__ = f"ntkc_{which}"
@@ -148,7 +139,7 @@ class _KernelModel(BaseEstimator):
                          f"got shape {list(X.shape)}")
 
     def _gram(self, x1: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
-        result = self.kernel_(x1, x2, dtype=_torch_dtype(self.dtype), backend=self.backend)
+        result = self.kernel_(x1, x2, dtype=torch_dtype(self.dtype), backend=self.backend)
         return _pick(result, self.which)
 
     def _start_fit(self, X: Any) -> np.ndarray:

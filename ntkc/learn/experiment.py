@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import NtkcError
+from ..util.atomic import write_text
 
 KEYS = {"name", "architectures", "dataset", "data_dir", "n_train", "n_test", "seeds", "dtype", "backend",
         "ridge", "zca", "output", "layout", "published", "published_band", "store", "executor", "address"}
@@ -67,8 +68,8 @@ def load_config(path: str | Path) -> dict:
 
 
 def run_experiment(config: str | Path, quiet: bool = False) -> dict:
-    from ..cli import regress_one
     from .data import load_dataset
+    from .tasks import regress_one
 
     cfg = load_config(config)
     folder = Path(cfg["output"])
@@ -102,9 +103,7 @@ def _write(folder: Path, cfg: dict, rows: list[dict], started: float) -> None:
     doc = {"name": cfg["name"], "config": cfg, "rows": rows, "wall_seconds": time.time() - started,
            "machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "cpus": __import__("os").cpu_count(), "torch": torch.__version__}}
-    tmp = folder / "results.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(folder / "results.json")
+    write_text(folder / "results.json", json.dumps(doc, indent=2))
 
 
 def plot(rows: list[dict], path: Path, cfg: dict) -> None:

@@ -40,8 +40,9 @@ __all__ = [
     "RCOND_MIN",
 ]
 
-#: relative ridges tried by default: 0 and 1e-8 .. 1 (times the mean diagonal)
-DEFAULT_RIDGES = (0.0,) + tuple(10.0 ** p for p in range(-8, 1))
+#: relative ridges tried by default (times the mean diagonal), by `sweep`, `ntkc regress
+#: --ridge auto` and experiments alike: 0 and 1e-6 .. 10
+DEFAULT_RIDGES = (0.0,) + tuple(10.0 ** p for p in range(-6, 2))
 
 #: relative jitters tried, in order, by `jitter="auto"` when the plain solve fails
 AUTO_JITTERS = tuple(10.0 ** p for p in range(-12, -2))

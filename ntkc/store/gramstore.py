@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NtkcError
+from ..util.atomic import write_bytes as write_atomic
+from ..util.versions import versions
 
 FORMAT = "ntkc-gram-store"
 VERSION = 1
@@ -71,21 +73,6 @@ def array_digest(x) -> str:
     return h.hexdigest()
 
 
-def versions() -> dict:
-    import torch
-
-    import ntkc
-
-    out = {"ntkc": ntkc.__version__, "torch": torch.__version__, "numpy": np.__version__,
-           "python": platform.python_version()}
-    try:
-        import triton
-        out["triton"] = triton.__version__
-    except Exception:
-        pass
-    return out
-
-
 def make_manifest(arch_source: str, arch_file: str, x_train, x_test, *, description: str, dtype: str,
                   backend: str, tile: int, batch: int, fuse: bool, blocks: tuple[str, ...]) -> dict:
     """The manifest of a computation: everything that decides the bits of its tiles."""
@@ -116,42 +103,6 @@ def _get(d: dict, path: tuple[str, ...]):
             return None
         d = d[k]
     return d
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see all of it or nothing: temporary file, fsync,
-    rename, fsync of the folder. A failed write (a full disk) leaves no temporary behind."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                n = _write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some file systems cannot fsync a folder; the rename itself is atomic
-
-
-def _write(fd: int, view: memoryview) -> int:
-    """One os.write (its own function so that tests can simulate a full disk)."""
-    return os.write(fd, view)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .gramstore import GramStore, StoreError
+from .gramstore import BLOCKS, GramStore, StoreError
+from .work import run_unit, units
 
 _KERNELS: dict = {}  # per worker process: (source, file) -> CompiledKernel
 
@@ -44,28 +45,23 @@ def _work(root: str, source: str, filename: str, rows, cols, unit, settings, sam
 
     import ntkc
 
-    from .job import run_unit
-    from .gramstore import BLOCKS
-
     key = (source, filename)
     if key not in _KERNELS:
         _KERNELS[key] = ntkc.compile(source, filename=filename)
     kernel = _KERNELS[key]
     device = torch.device("cuda") if settings.backend == "triton" else torch.device("cpu")
     store = GramStore.open(root)
-    executor = kernel.executor(settings.backend, settings.torch_dtype, device)
+    backend = kernel.backend(settings.backend, settings.torch_dtype, device)
     r_side, c_side, _ = BLOCKS[unit[0].block]
     images = {r_side: torch.as_tensor(np.asarray(rows)).to(device)}
     images[c_side] = images[r_side] if same_images else torch.as_tensor(np.asarray(cols)).to(device)
-    return run_unit(store, executor, images, unit, settings)
+    return run_unit(store, backend, images, unit, settings)
 
 
 def fill_ray(store: GramStore, kernel, images: dict, todo: list, settings, done0: int, total: int,
              progress: Callable[[int, int], None] | None, address: str | None, retries: int,
              log: Callable[[str], None]) -> None:
     ray = _import_ray(address)
-    from .job import units
-    from .gramstore import BLOCKS
 
     started_here = False
     if not ray.is_initialized():

@@ -32,7 +32,7 @@ def test_symmetric_equals_explicit_x2_and_is_symmetric(k, x):
 
 def test_results_do_not_depend_on_the_batch_size(k, x):
     """The memory budget is a schedule: it must not change a single number."""
-    per_pair = k.executor("torch", torch.float64, torch.device("cpu")).bytes_per_pair()
+    per_pair = k.backend("torch", torch.float64, torch.device("cpu")).bytes_per_pair()
     base = k(x, dtype=torch.float64)
     for pairs in (1, 2, 7):
         other = k(x, dtype=torch.float64, memory=per_pair * pairs)
@@ -135,10 +135,10 @@ def test_torch_compiled_pair_program_equals_eager(k, x):
 
 def test_tiles_and_memmap_output(k, x, tmp_path, monkeypatch):
     """Small tiles (variance maps recomputed per tile) and numpy/memmap outputs change nothing."""
-    from ntkc.engine import kernel as kmod
+    from ntkc.engine import tiling as kmod
 
     base = k(x, dtype=torch.float64)
-    ex = k.executor("torch", torch.float64, torch.device("cpu"))
+    ex = k.backend("torch", torch.float64, torch.device("cpu"))
     mm = [np.lib.format.open_memmap(tmp_path / f"{n}.npy", mode="w+", dtype=np.float64, shape=(5, 5))
           for n in ("nngp", "ntk")]
     nngp, ntk, pairs = kmod.gram(ex, x, None, 1 << 30, tile=2, out=mm)

@@ -20,9 +20,10 @@ import torch
 
 import ntkc
 from ntkc.store import gramstore as store_mod
+from ntkc.util import atomic as atomic_mod
 from ntkc.learn.data import load_dataset
 from ntkc.store.job import fill, open_store
-from ntkc.engine.kernel import gram
+from ntkc.engine.tiling import gram
 from ntkc.store.gramstore import GramStore, StoreError
 
 from support.paths import ROOT
@@ -162,7 +163,7 @@ def test_a_folder_that_is_not_a_store_is_refused(tmp_path, kernel, ds):
 
 def test_full_disk_keeps_finished_tiles_and_resumes(tmp_path, kernel, ds, monkeypatch):
     store, settings = new_store(tmp_path, kernel, ds)
-    real = store_mod._write
+    real = atomic_mod._write
     budget = {"bytes": 10_000}  # room for 8 tiles of 1,152 bytes, then ENOSPC as a full disk says
 
     def small_disk(fd, view):
@@ -171,14 +172,14 @@ def test_full_disk_keeps_finished_tiles_and_resumes(tmp_path, kernel, ds, monkey
         budget["bytes"] -= len(view)
         return real(fd, view)
 
-    monkeypatch.setattr(store_mod, "_write", small_disk)
+    monkeypatch.setattr(atomic_mod, "_write", small_disk)
     with pytest.raises(StoreError, match="disk holding .* is full") as err:
         fill(store, kernel, ds.x_train, ds.x_test, settings)
     assert "rerun the same command" in str(err.value)
     kept = tile_files(store)
     assert 0 < len(kept) < 25
     assert not list(store.root.rglob("*.tmp")), "a failed write must not leave a temporary file"
-    monkeypatch.setattr(store_mod, "_write", real)
+    monkeypatch.setattr(atomic_mod, "_write", real)
     again, s2 = new_store(tmp_path, kernel, ds)
     stats = fill(again, kernel, ds.x_train, ds.x_test, s2)
     assert stats["tiles_stored_before"] == len(kept)
@@ -336,7 +337,7 @@ def test_full_disk_before_the_manifest_is_a_clear_error(tmp_path, kernel, ds, mo
     def no_space(fd, view):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store_mod, "_write", no_space)
+    monkeypatch.setattr(atomic_mod, "_write", no_space)
     with pytest.raises(StoreError, match="disk holding .* is full: the store's manifest"):
         new_store(tmp_path, kernel, ds)
     assert not list((tmp_path / "s").glob("*")), "no half-written manifest or temporary file"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ntkc.engine.kernel import gram
+from ntkc.engine.tiling import gram
 from ntkc.store.gramstore import GramStore
 from support.paths import EXAMPLES
 
@@ -16,7 +16,7 @@ TILE = 8
 
 def reference(kernel, ds, settings):
     """Uninterrupted in-memory matrices with the store's tile size and pair batch."""
-    ex = kernel.executor(settings.backend, settings.torch_dtype, torch.device("cpu"))
+    ex = kernel.backend(settings.backend, settings.torch_dtype, torch.device("cpu"))
     xtr = torch.as_tensor(ds.x_train, dtype=settings.torch_dtype)
     xte = torch.as_tensor(ds.x_test, dtype=settings.torch_dtype)
     a, b, _ = gram(ex, xtr, None, settings.memory, tile=TILE)

@@ -48,7 +48,7 @@ def kernel_case(case: dict) -> dict:
     x1 = _images(shape, case["n1"], case["seed"], case.get("dups", False))
     x2 = _images(shape, case["n2"], case["seed"] + 1, False) if case.get("n2") else None
     dtype = DTYPES[case["dtype"]]
-    ex = k.executor("triton", dtype, torch.device("cpu"))
+    ex = k.backend("triton", dtype, torch.device("cpu"))
     if case.get("block_items"):
         ex.launches = [schedule.Launch(case["block_items"], 1, case.get("programs", 2)) for _ in ex.launches]
     start = time.perf_counter()

@@ -11,6 +11,7 @@ Only demanded planes are ever computed.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from .ops import TorchOps
 
 _OPS = TorchOps()
 CACHE_BYTES = 16 << 20  # target size of one state tensor of a pair batch
+FUSE_FLOPS = 3e11  # work above which compiling the pair program pays (~a minute eagerly)
 
 
 def _layouts(d: Demand) -> tuple[AxisLayout, AxisLayout]:
@@ -229,8 +231,8 @@ class _Compiled:
         self.out = lay
 
 
-class TorchExecutor:
-    """Runs a Plan's image and pair programs with torch on one device and dtype."""
+class TorchBackend:
+    """Runs a Plan's image and pair programs with torch on one device and dtype (a `Backend`)."""
 
     name = "torch"
 
@@ -252,6 +254,20 @@ class TorchExecutor:
                 warnings.warn(f"torch.compile is unavailable ({err}); running eagerly")
                 self._fused = False
         return bool(self._fused)
+
+    def fusion_pays(self, pairs: int) -> bool:
+        """torch.compile the pair program when a CPU run of `pairs` pairs is long enough to repay
+        compiling it (tens of seconds); `NTKC_TORCH_COMPILE=0/1` overrides."""
+        env = os.environ.get("NTKC_TORCH_COMPILE")
+        if env is not None:
+            return env == "1"
+        if self.device.type != "cpu":
+            return False
+        # Fusion pays where a pair's state is large (all planes, as in GAP networks); a plane-0
+        # network (CNTK-V) runs as fast eagerly in large batches.
+        if self.preferred_batch() > 64:
+            return False
+        return pairs * self.plan.pair.flops() > FUSE_FLOPS
 
     def variance_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-image variance maps [N, h, w] at the input of every activation, in order."""

@@ -17,14 +17,14 @@ from . import schedule
 from ...plan.lower import Plan
 from .codegen import Generated, build
 from ...errors import BackendError
+from ...util.precision import precision_name
 from . import codecache
-from ..torch.backend import TorchExecutor
+from ..torch import TorchBackend
 
 _MAX_ITEMS = 2 ** 31 - 1  # item indices are int32 inside the kernels
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-class TritonExecutor:
+class TritonBackend:
     """Runs a Plan's pair program with generated Triton kernels on one device and dtype.
 
     `launches` (one `schedule.Launch` per kernel) may be replaced to run another schedule;
@@ -47,22 +47,21 @@ class TritonExecutor:
                 "set TRITON_INTERPRET=1 in the environment before the process imports triton (it cannot be "
                 "switched on afterwards), or use backend='torch'",
             )
-        if dtype not in _DTYPES:
-            raise BackendError(f"the triton backend computes in float32 or float64, not {dtype}")
+        precision = precision_name(dtype)
         self.generated: Generated = build(plan)
         self.module = codecache.load(self.generated.source, self.generated.module_name)
         self.functions = [getattr(self.module, k.name) for k in self.generated.kernels]
         programs = schedule.max_programs(self.device)
-        self.launches = [schedule.launch(k.positions, _DTYPES[dtype], programs, interpret, k.reduce_only)
+        self.launches = [schedule.launch(k.positions, precision, programs, interpret, k.reduce_only)
                          for k in self.generated.kernels]
-        self._torch = TorchExecutor(plan, dtype, self.device)
+        self._torch = TorchBackend(plan, dtype, self.device)
         self._scratch: dict[int, torch.Tensor] = {}
 
     @property
     def source(self) -> str:
         return self.generated.source
 
-    # -- the contract of gram() ---------------------------------------------------------------
+    # -- the Backend interface -------------------------------------------------------------------
 
     def variance_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-image variance maps [N, h, w] at the input of every activation (torch backend)."""
@@ -90,6 +89,14 @@ class TritonExecutor:
             j = min(n, i + chunk)
             self._run(xa[i:j], xb[i:j], pa[i:j], pb[i:j], flags[i:j], nngp[i:j], ntk[i:j])
         return nngp, ntk
+
+    def fusion_pays(self, pairs: int) -> bool:
+        """The generated kernels are fused already: there is no other form to compile."""
+        return False
+
+    def preferred_batch(self) -> int:
+        """As many pairs as memory allows: one launch per kernel per batch."""
+        return 1 << 30
 
     def bytes_per_pair(self) -> int:
         """A generous estimate of the device memory one pair needs in `pairs` (with gram's copies)."""

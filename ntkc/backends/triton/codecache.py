@@ -2,8 +2,7 @@
 
 A module is stored as `<cache>/<prefix>_<hash>.py`, where the hash covers the source text and the
 versions of ntkc, triton and torch, and `<cache>` is `$NTKC_CACHE_DIR` or `~/.cache/ntkc`. Files
-are written atomically (a temporary file in the same folder, then `os.replace`), so concurrent
-processes never see half a file, and imported from their real path, so tracebacks and
+are written atomically (`ntkc.util.atomic`), so concurrent processes never see half a file, and imported from their real path, so tracebacks and
 `inspect.getsource` (which Triton needs) show the generated file itself.
 
 Triton decides at `@triton.jit` time whether a function runs compiled or in its interpreter, and
@@ -17,9 +16,11 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
+
+from ...util.atomic import write_text
+from ...util.versions import version_line
 
 _MODULES: dict[tuple[str, bool], ModuleType] = {}
 
@@ -32,11 +33,7 @@ def cache_dir() -> Path:
 
 def versions() -> str:
     """The versions that a cached module depends on (part of its hash)."""
-    import torch
-    import triton
-
-    from ... import __version__
-    return f"ntkc {__version__}; triton {triton.__version__}; torch {torch.__version__}"
+    return version_line(("ntkc", "triton", "torch"))
 
 
 def source_hash(source: str) -> str:
@@ -52,17 +49,8 @@ def write(source: str, prefix: str = "ntkc") -> Path:
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{prefix}_{source_hash(source)}.py"
-    if path.exists() and path.read_text() == source:
-        return path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if not (path.exists() and path.read_text() == source):
+        write_text(path, source)
     return path
 
 

@@ -1,0 +1,127 @@
+"""Tasks over a dataset that the command line and experiments share: the kernels of one
+architecture on a dataset (in memory or through a Gram store), kernel regression with both
+kernels, the accuracy table, and saving kernel blocks to a `.npz` file."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.kernel import KernelResult
+from ..engine.tiling import TILE
+from ..errors import NtkcError
+from ..util.atomic import atomic_file
+from ..util.precision import torch_dtype
+from .progress import progress_bar
+from .regression import DEFAULT_RIDGES
+
+
+def dataset_kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store: dict | None = None,
+                    memory: int | None = None):
+    """Train x train and test x train NNGP / NTK for one architecture, with timings.
+
+    With `store` (a dict of `dir`, `executor`, `address`, `memory`, `tile`, `test_test`) the
+    kernels are computed into (or resumed from) a Gram store and returned memory-mapped."""
+    import ntkc
+
+    k = ntkc.compile(file)
+    if store is not None:
+        return (k,) + _store_kernels(k, ds, dtype, backend, quiet, store)
+    dt = torch_dtype(dtype)
+    name = Path(file).stem
+    update, close = progress_bar(f"{name} train", quiet)
+    try:
+        tr = k(ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
+    finally:
+        close()
+    if len(ds.x_test) == 0:  # --n-test 0: the training block only
+        empty = np.zeros((0, len(ds.x_train)), dtype=tr.nngp.dtype)
+        return k, tr, KernelResult(empty, empty.copy(), 0.0, 0, tr.backend)
+    update, close = progress_bar(f"{name} test", quiet)
+    try:
+        te = k(ds.x_test, ds.x_train, dtype=dt, backend=backend, progress=update, memory=memory)
+    finally:
+        close()
+    return k, tr, te
+
+
+def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
+    from ..store.gramstore import GramStore
+    from ..store.job import gram_store
+
+    update, close = progress_bar(f"{Path(k.network.filename).stem} store", quiet)
+    try:
+        store = gram_store(k, opts["dir"], ds.x_train, ds.x_test, y_train=ds.y_train, y_test=ds.y_test,
+                           dtype=dtype, backend=backend, executor=opts.get("executor") or "local",
+                           address=opts.get("address"), memory=opts.get("memory"), tile=opts.get("tile") or TILE,
+                           test_test=bool(opts.get("test_test")), description=ds.description,
+                           progress=update, verify=bool(opts.get("verify")),
+                           log=None if quiet else (lambda m: print(f"ntkc: {m}", file=sys.stderr)),
+                           warn=lambda m: print(f"ntkc: warning: {m}", file=sys.stderr))
+    except KeyboardInterrupt:
+        close()
+        if (Path(opts["dir"]) / "manifest.json").exists():
+            print(f"ntkc: interrupted; the store {opts['dir']} keeps {GramStore.open(opts['dir']).status()}; "
+                  "rerun the same command to finish", file=sys.stderr)
+        raise
+    finally:
+        close()
+    run, backend_used = store.last_run, store.manifest["backend"]
+    tr = KernelResult(*store.matrices("train_train"), run["seconds"], run["pairs"], backend_used)
+    te = KernelResult(*store.matrices("test_train"), 0.0, 0, backend_used)
+    return tr, te
+
+
+def save_npz(path: str, **arrays) -> None:
+    """Write arrays to a `.npz` file atomically (a reader sees the old file or the whole new one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
+
+
+def ridge_setting(text) -> tuple[float | None, tuple[float, ...] | None]:
+    if text in ("auto", None):
+        return None, DEFAULT_RIDGES
+    try:
+        return float(text), None
+    except ValueError:
+        raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
+
+
+def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
+                memory: int | None = None) -> list[dict]:
+    from .regression import kernel_regression
+
+    if len(ds.y_test) == 0:
+        raise NtkcError("regression needs test images to score, and this dataset selection has none",
+                        hint="give --n-test a positive number (or leave it out to use all test images)")
+    fixed, ridges = ridge_setting(ridge)
+    if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
+        # One image of some class: nothing can be held out to choose a ridge; use none.
+        fixed, ridges = 0.0, None
+    k, tr, te = dataset_kernels(file, ds, dtype, backend, quiet, store, memory)
+    rows = []
+    for which in ("nngp", "ntk"):
+        res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
+                                ridge=fixed or 0.0, ridges=ridges, jitter="auto")
+        rows.append({"arch": Path(file).name, "kernel": which.upper(), "n_train": len(ds.y_train),
+                     "n_test": len(ds.y_test), "ridge": res.ridge, "jitter": res.jitter,
+                     "accuracy": res.accuracy, "seconds": tr.seconds + te.seconds,
+                     "pairs": tr.pairs + te.pairs, "backend": tr.backend})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'architecture':<24} {'kernel':<6} {'train':>6} {'test':>6} {'ridge':>8} {'accuracy':>9} {'kernel time':>12}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ridge = f"{r['ridge']:.0e}" if r["ridge"] else "0"
+        if r.get("jitter"):
+            ridge += "*"
+        lines.append(f"{r['arch']:<24} {r['kernel']:<6} {r['n_train']:>6} {r['n_test']:>6} {ridge:>8} "
+                     f"{100 * r['accuracy']:>8.2f}% {r['seconds']:>10.1f} s")
+    if any(r.get("jitter") for r in rows):
+        lines.append("* a small jitter was added to make the kernel matrix positive definite")
+    return "\n".join(lines)

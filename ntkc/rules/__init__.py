@@ -7,8 +7,13 @@
         ...
 
 A rule module is loaded by a `use "my_rules.py"` line in a `.arch` file (path relative to that
-file, or a dotted module name), or from Python with `ntkc.load_rules("my_rules.py")`. The names
-here are stable; the modules they come from under `ntkc.compiler.rules` are not.
+file, or a dotted module name), or from Python with `ntkc.load_rules("my_rules.py")`.
+
+This package owns the rules: `base` (what a rule states: parameters, shapes, windows, math),
+`registry` (the table of rules and the checks at registration), `loader` (user modules),
+`ops` (the vocabulary rule math is written in, and its tracer) and `builtin/` (every built-in
+layer, one file each, written with this API). The names exported here are the stable API;
+importing it loads neither torch nor triton.
 """
 from .ops import OPS
 from .base import (ActivationRule, AugmentRule, AxisWindow, LayerError, LayerRule, Param, Params,

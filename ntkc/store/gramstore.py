@@ -51,7 +51,7 @@ MATCH_KEYS = (  # manifest entries that must agree for a store to be resumed
     ("precision", ("dtype",)),
     ("backend", ("backend",)),
     ("tile size", ("tile",)),
-)  # the pair batch and fusion are taken from the store on resume (see gramjob.open_store)
+)  # the pair batch and fusion are taken from the store on resume (see store.job.open_store)
 _TILE_NAME = re.compile(r"^(\d{5})_(\d{5})\.([0-9a-f]{32})\.npy$")
 STALE_TEMPORARY_SECONDS = 600.0  # a temporary file this old belongs to no live writer
 
@@ -140,7 +140,7 @@ class GramStore:
         self.blocks = tuple(manifest["blocks"])
         self.warnings: list[str] = []
         self.repaired: list[str] = []
-        self.last_run: dict = {}  # counts of the last `gramjob.fill` on this store
+        self.last_run: dict = {}  # counts of the last `store.job.fill` on this store
 
     # -- opening -------------------------------------------------------------------------------
 

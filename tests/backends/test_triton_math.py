@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkc.backends.triton.mathlib import band_base_py
+from ntkc.backends.triton.helpers import band_base_py
 from support.triton_cases import run_interpreted
 
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}

@@ -75,7 +75,7 @@ _MATH = {}
 
 
 def math_case(case: dict) -> dict:
-    from ntkc.backends.triton import mathlib as triton_math
+    from ntkc.backends.triton import helpers as triton_math
     from ntkc.backends.triton import codecache
 
     if "module" not in _MATH:

@@ -1,4 +1,4 @@
-"""The Triton backend: runs a Plan's pair program as the generated kernels of `triton_codegen`.
+"""The Triton backend: runs a Plan's pair program as the generated kernels of `codegen`.
 
 Per batch of pairs, the kernels run in order; each reads what the one before stored (the planes
 a pooling layer gathers, or one partial sum per item before `gap`) and the last one writes NNGP
@@ -16,6 +16,7 @@ import torch
 from . import schedule
 from ...plan.lower import Plan
 from .codegen import Generated, build
+from .kernels import bind
 from ...errors import BackendError
 from ...util.precision import precision_name
 from . import codecache
@@ -132,27 +133,19 @@ class TritonBackend:
             blocks = -(-items // launch.block_items)
             grid = (max(1, min(blocks, launch.max_programs)),)
             iters = -(-blocks // grid[0])
-            values: dict[str, object] = {
-                "xa_ptr": xa, "xb_ptr": xb, "same_ptr": flags,
-                "stride_xa_n": xa.stride(0), "stride_xa_c": xa.stride(1), "stride_xa_h": xa.stride(2),
-                "stride_xa_w": xa.stride(3), "stride_xb_n": xb.stride(0), "stride_xb_c": xb.stride(1),
-                "stride_xb_h": xb.stride(2), "stride_xb_w": xb.stride(3),
-                "va_ptr": pa, "vb_ptr": pb, "stride_va_n": pa.stride(0), "stride_vb_n": pb.stride(0),
-                "nngp_ptr": nngp, "ntk_ptr": ntk, "stride_nngp_n": nngp.stride(0), "stride_ntk_n": ntk.stride(0),
-                "n_pairs": n, "n_iters": iters,
-            }
+            tensors = {"xa": xa, "xb": xb, "same": flags, "va": pa, "vb": pb, "nngp": nngp, "ntk": ntk}
             if spec.scratch_row:
-                values["scratch_ptr"] = self._scratch_for(spec.index, grid[0] * 4 * launch.block_items * spec.scratch_row)
+                tensors["scratch"] = self._scratch_for(spec.index, grid[0] * 4 * launch.block_items * spec.scratch_row)
             if "s_in_ptr" in spec.args:
-                values["s_in_ptr"] = prev["s"]
+                tensors["s_in"] = prev["s"]
             if "t_in_ptr" in spec.args:
-                values["t_in_ptr"] = prev["t"]
+                tensors["t_in"] = prev["t"]
             out: dict[str, torch.Tensor] = {}
             if "s_out_ptr" in spec.args:
-                out["s"] = values["s_out_ptr"] = torch.empty(n * spec.out_per_pair, dtype=self.dtype, device=self.device)
+                out["s"] = tensors["s_out"] = torch.empty(n * spec.out_per_pair, dtype=self.dtype, device=self.device)
             if "t_out_ptr" in spec.args:
-                out["t"] = values["t_out_ptr"] = torch.empty(n * spec.out_per_pair, dtype=self.dtype, device=self.device)
-            args = [values[a] for a in spec.args]
+                out["t"] = tensors["t_out"] = torch.empty(n * spec.out_per_pair, dtype=self.dtype, device=self.device)
+            args = bind(spec.args, tensors, {"n_pairs": n, "n_iters": iters})
             if self.device.type == "cuda":
                 with torch.cuda.device(self.device):
                     fn[grid](*args, BLOCK_I=launch.block_items, num_warps=launch.num_warps)

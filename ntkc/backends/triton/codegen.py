@@ -30,7 +30,7 @@ time do not grow with depth (the depth-21 kernels compile in seconds).
 Sources and sinks. Stage 0 forms its input covariance on the fly from the two images
 (`S[p, p - D] = (1/C) sum_c xa[c, p] xb[c, p - D]`, T = 0). A later stage opens with its plane-
 mixing layer (pooling, circular conv), which gathers the planes the previous kernel stored in
-device memory, band by band without empty slots (`triton_math.band_base`). A full-sum window
+device memory, band by band without empty slots (`mathlib.band_base`). A full-sum window
 (`gap`: every entry of every plane, weight 1/(hw)^2) is not a gather: the kernel before it
 stores one partial sum per item instead of the planes, and the kernel that opens with it adds
 a pair's partial sums (a deterministic two-step reduction, no atomics) and runs the rest of the
@@ -41,7 +41,7 @@ pass; a T that is known to be zero (before the first trainable layer) is not com
 Nothing here knows a layer by name: windows come from each step's `Window` / `AxisWindow`
 (identity, full-sum and single-output reductions are recognised by their shape), activation
 math from tracing the rule's `maps` (its `nngp` and `dfactor`, as the torch backend evaluates them;
-rendered by `triton_render`). Block sizes, warps, grid and
+rendered by `render`). Block sizes, warps, grid and
 unrolling thresholds come from `schedule`.
 
 The image program (variance maps, O(N) work) is not generated: the Triton backend runs it with

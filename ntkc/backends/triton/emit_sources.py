@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import schedule
 from ...plan.lower import Step
 from ...rules.base import AxisWindow, Window
-from .mathlib import band_base_py
+from .helpers import band_base_py
 from .render import literal
 from .windows import _classify, _pow2, _Terms, band_size
 

@@ -3,10 +3,11 @@
 Every helper works compiled (CUDA) and in Triton's interpreter (`TRITON_INTERPRET=1`, which
 cannot call libdevice externals such as `tl.extra.libdevice.atan2`), in float32 and float64; the
 precision-dependent parts branch on `x.dtype` at compile time. Generated modules do not import
-this file: `helper_sources()` copies the helpers a kernel uses into its module, so a generated
-file is self-contained and its cache hash changes whenever a helper does.
+this file: `helpers.helper_sources()` copies the text of the helpers a kernel uses into its
+module (reading this file, not importing it, so generating source needs no triton), so a
+generated file is self-contained and its cache hash changes whenever a helper does.
 
-Accuracy (checked against torch in tests/test_triton_math.py): a few ulps in either precision.
+Accuracy (checked against torch in tests/backends/test_triton_math.py): a few ulps in either precision.
 
 - `atan2` reduces to atan(a) for a in [0, 1], then to |t| <= tan(pi/24) ~ 0.1317 around the
   nearest of 0, pi/12, pi/6, pi/4 (t = (a - tan c) / (1 + a tan c)), where the Taylor series
@@ -22,8 +23,6 @@ Accuracy (checked against torch in tests/test_triton_math.py): a few ulps in eit
   `(exp(y) - 1) * y / log(exp(y))`, accurate for small |y| where `exp(y) - 1` cancels.
 """
 from __future__ import annotations
-
-import inspect
 
 import triton
 import triton.language as tl
@@ -155,52 +154,3 @@ def band_base(d, n):
     dm1 = tl.maximum(d - 1, 0)
     pos = n * (n + 1) // 2 + dm1 * (2 * n - dm1 - 1) // 2
     return tl.where(d <= 0, neg, pos)
-
-
-# helper name -> the helpers it calls (copied into generated modules in dependency order)
-HELPERS = {
-    "signbit": (),
-    "atan_unit": (),
-    "sqrt": (),
-    "rsqrt": (),
-    "atan2": ("atan_unit", "signbit"),
-    "atan": ("atan2",),
-    "asin": ("atan2", "sqrt"),
-    "acos": ("atan2", "sqrt"),
-    "expm1": (),
-    "tanh": ("expm1", "signbit"),
-    "band_base": (),
-}
-
-
-def closure(names) -> list[str]:
-    """`names` and every helper they call, dependencies first, each once."""
-    order: list[str] = []
-
-    def visit(name):
-        if name in order:
-            return
-        for dep in HELPERS[name]:
-            visit(dep)
-        order.append(name)
-
-    for name in sorted(names):
-        visit(name)
-    return order
-
-
-def helper_sources(names) -> str:
-    """The source text of the helpers `names` (and their dependencies), ready to paste."""
-    parts = []
-    for name in closure(names):
-        fn = globals()[name]
-        parts.append(inspect.getsource(fn.fn if hasattr(fn, "fn") else fn).rstrip() + "\n")
-    return "\n\n".join(parts)
-
-
-def band_base_py(d: int, n: int) -> int:
-    """`band_base` in Python, for the host side (buffer sizes, tests)."""
-    if d <= 0:
-        k = d + n - 1
-        return k * (k + 1) // 2
-    return n * (n + 1) // 2 + (d - 1) * (2 * n - d) // 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...plan.lower import Plan
 from .drafts import _Draft, _drafts
 from .kernels import Generated, KernelSpec
-from .mathlib import helper_sources
+from .helpers import helper_sources
 from .render import CodeBuffer
 from .writer import _KernelWriter
 
@@ -53,13 +53,13 @@ def build(plan: Plan) -> Generated:
     for spec, draft in zip(kernels, drafts):
         head.line(f"  {spec.name}: {_describe_kernel(spec, draft)}")
     head.line("")
-    head.line("Launched by ntkc.runtime.triton_backend; see ntkc.compiler.triton_codegen for the design.")
+    head.line("Launched by ntkc.backends.triton.backend; see ntkc.backends.triton.codegen for the design.")
     head.line('"""')
     head.line("import triton")
     head.line("import triton.language as tl")
     parts = [head.text()]
     if helpers:
-        parts.append("# -- helpers (copied from ntkc.compiler.triton_math) " + "-" * 40 + "\n\n\n" + helper_sources(helpers))
+        parts.append("# -- helpers (copied from ntkc.backends.triton.mathlib) " + "-" * 40 + "\n\n\n" + helper_sources(helpers))
     parts += texts
     source = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     return Generated(source, tuple(kernels), var_offsets, var_size, _module_name(plan))

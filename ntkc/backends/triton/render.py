@@ -44,7 +44,7 @@ class CodeBuffer:
 
 
 # op -> Triton template; `{0}`, `{1}`, `{2}` are the rendered arguments. Helpers (no `tl.`) are
-# the `@triton.jit` functions of `triton_math`, copied into the generated module.
+# the `@triton.jit` functions of `mathlib`, copied into the generated module.
 TRITON_OPS: dict[str, str] = {
     "sqrt": "sqrt({0})",
     "rsqrt": "rsqrt({0})",

@@ -4,8 +4,8 @@ the resource report: registers, spill bytes, shared memory and stack per kernel 
 `triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch, 32))` gives
 PTX and a cubin without a GPU (ptxas ships in the triton wheel); `resources` runs that same
 ptxas with -v on the PTX for the exact spill counts. Kernels are compiled with the schedule the
-runtime would use on a GPU (`schedule.launch`). Used by `python -m ntkc.compiler.triton_codegen
-FILE.arch --report` and by the tests, where spills in a stage kernel fail.
+runtime would use on a GPU (`schedule.launch`). Used by `ntkc compile FILE.arch --emit report`
+and by the tests, where spills in a stage kernel fail.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...plan.lower import Band
 from ...rules.base import AxisWindow, Window
-from .mathlib import band_base_py
+from .helpers import band_base_py
 
 
 @dataclass(frozen=True)

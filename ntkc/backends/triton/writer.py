@@ -7,8 +7,8 @@ from ...rules.base import Window
 from .emit_sources import SourcesMixin
 from .emit_steps import StepsMixin
 from .drafts import _Draft, _find_run, _input_multiplier, _multipliers, _signature
-from .kernels import KernelSpec
-from .mathlib import band_base_py
+from .kernels import ARGUMENTS, KernelSpec
+from .helpers import band_base_py
 from .render import CodeBuffer
 from .windows import _plus, _pow2, _reduce_range, band_size
 
@@ -40,6 +40,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
 
     def arg(self, *names: str) -> None:
         for n in names:
+            assert n in ARGUMENTS, f"argument {n} is not declared in kernels.ARGUMENTS"
             if n not in self.args:
                 self.args.append(n)
 

@@ -13,7 +13,7 @@ dense). Activations are pointwise. Where a layer is not mirror-symmetric (an eve
 'same' padding, a pooling that drops the last column) the two-term form is not the augmented
 kernel, and the statement is refused. The readout may be gap or flatten: both reduce to a
 scalar that the mirror leaves alone. The runtime evaluates the sum by wrapping the backend
-(`ntkc.runtime.augment`); the flipped term is never a self pair.
+(`ntkc.engine.augment`); the flipped term is never a self pair.
 """
 from __future__ import annotations
 

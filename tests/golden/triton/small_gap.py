@@ -4,13 +4,13 @@ input 5x4x2; 12 layers; pair program in 2 kernel(s):
   stage0_kernel: conv (line 3), relu (line 4), conv (line 6), relu (line 7), conv (line 6), relu (line 7), conv (line 6), relu (line 7), conv (line 6), relu (line 7); 63 plane(s) per pair (rows all 9, cols all 7); images -> partials
   stage1_kernel: gap (line 9), dense (line 10); 1 plane(s) per pair (rows 0, cols 0); partials -> outputs
 
-Launched by ntkc.runtime.triton_backend; see ntkc.compiler.triton_codegen for the design.
+Launched by ntkc.backends.triton.backend; see ntkc.backends.triton.codegen for the design.
 """
 import triton
 import triton.language as tl
 
 
-# -- helpers (copied from ntkc.compiler.triton_math) ----------------------------------------
+# -- helpers (copied from ntkc.backends.triton.mathlib) ----------------------------------------
 
 
 @triton.jit

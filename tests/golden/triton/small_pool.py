@@ -5,13 +5,13 @@ input 8x6x3; 11 layers; pair program in 3 kernel(s):
   stage1_kernel: avgpool (line 5); 1 plane(s) per pair (rows 0, cols 0); planes -> planes
   stage2_kernel: conv (line 6), erf (line 7), conv (line 8), relu (line 9), flatten (line 10), dense (line 11), relu (line 12), dense (line 13); 1 plane(s) per pair (rows 0, cols 0); planes -> outputs
 
-Launched by ntkc.runtime.triton_backend; see ntkc.compiler.triton_codegen for the design.
+Launched by ntkc.backends.triton.backend; see ntkc.backends.triton.codegen for the design.
 """
 import triton
 import triton.language as tl
 
 
-# -- helpers (copied from ntkc.compiler.triton_math) ----------------------------------------
+# -- helpers (copied from ntkc.backends.triton.mathlib) ----------------------------------------
 
 
 @triton.jit

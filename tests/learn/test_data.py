@@ -329,3 +329,9 @@ def test_zca_rejects_bad_eps_and_singular_covariance():
         zca_whiten(ds, eps=-1.0)
     with pytest.raises(DataError, match="covariance is singular"):
         zca_whiten(ds, eps=0.0)
+
+
+def test_default_data_dirs_end_with_the_shared_folder_beside_the_repository():
+    from ntkc.learn.data import default_data_dirs
+
+    assert default_data_dirs()[-1].resolve() == SHARED_DATA.resolve()

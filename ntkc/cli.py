@@ -9,13 +9,13 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from .engine.sizes import TILE
 from .errors import NtkcError
 from .util.atomic import write_text
+from .util.precision import PRECISIONS
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--n-test", type=int, help="class-balanced test subset size (default: all)")
         q.add_argument("--seed", type=int, default=0, help="seed for subsets and splits")
         q.add_argument("--zca", type=float, help="ZCA whitening with this regulariser (fraction of the mean eigenvalue)")
-        q.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="kernel precision")
+        q.add_argument("--dtype", choices=PRECISIONS, default="float64", help="kernel precision")
         q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -5,7 +5,6 @@ The grammar lives in `arch.lark`; this module turns Lark's tree into `LayerSynta
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -214,8 +213,3 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
 def _open_blocks(source: str) -> int:
     text = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
     return text.count("{") - text.count("}")
-
-
-def sqrt_value(v: Value) -> float:
-    """The float a `sqrt(N)` value stands for."""
-    return math.sqrt(v.value[1])

@@ -124,10 +124,6 @@ class Program:
     stages: tuple[Stage, ...]
     variance_at: tuple[int, ...] = ()
 
-    def entries(self) -> int:
-        """Covariance entries produced per pair (or image), summed over steps."""
-        return sum(s.demand_out[0].entries() * s.demand_out[1].entries() for s in self.steps)
-
     def flops(self) -> int:
         """A rough count of floating-point operations per pair (or image), S and T together."""
         total = 0

@@ -111,11 +111,6 @@ def walk(node: Node):
     return order
 
 
-def as_node(x) -> Node:
-    """`x` itself if it is a Node, else a constant Node."""
-    return _as_node(x)
-
-
 def trace_maps(rule, params, need_dfactor: bool) -> dict[str, Node]:
     """An activation rule's math as `Node` graphs, traced through `rule.maps` (the form the torch
     backend evaluates too): {"nngp": ..., "dfactor": ...}, the latter only when needed."""

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass

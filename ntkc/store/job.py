@@ -11,7 +11,7 @@ import torch
 from ..engine.tiling import DEFAULT_MEMORY, TILE, pair_batch
 from ..util.precision import precision_name
 from . import local, ray_runner
-from .gramstore import BLOCKS, GramStore, StoreError, make_manifest
+from .gramstore import GramStore, StoreError, make_manifest
 from .work import Settings
 
 

@@ -56,7 +56,6 @@ class StepsMixin:
         b = self.body
         ry, rx = w.rows, w.cols
         py_o, px_o, _ = self.positions(out_shape)
-        py_i, px_i, _ = self.positions(in_shape)
         akey = self._area_key(w, in_shape, out_shape)
         (lo_y, _), (lo_x, _) = akey[1], akey[2]
         self.arg("scratch_ptr")

@@ -25,12 +25,6 @@ class CodeBuffer:
     def line(self, text: str = "") -> None:
         self.lines.append(("    " * self.level + text) if text else "")
 
-    def block(self, text: str) -> None:
-        """Several lines at the current level (dedented first)."""
-        import textwrap
-        for ln in textwrap.dedent(text).strip("\n").splitlines():
-            self.line(ln.rstrip())
-
     @contextlib.contextmanager
     def indent(self, by: int = 1):
         self.level += by

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import schedule
+from ...util.precision import PRECISIONS
 from ...plan.lower import Plan
 from .codegen import KernelSpec, build
 
@@ -87,7 +88,7 @@ def _ptxas(arch: int) -> str:
     return tool.path if hasattr(tool, "path") else tool[0]
 
 
-def report(plan: Plan, archs=(80, 90), dtypes=("float32", "float64"), module=None) -> list[KernelReport]:
+def report(plan: Plan, archs=(80, 90), dtypes=PRECISIONS, module=None) -> list[KernelReport]:
     """Compile every kernel of `plan` for each target and dtype (with the GPU schedule) and list
     registers, spills and memory per kernel. Needs compiled (not interpreted) Triton."""
     from . import codecache
@@ -126,7 +127,7 @@ def report_many(files, jobs: list[tuple[int, str]] | None = None, workers: int =
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
-    jobs = jobs or [(a, d) for d in ("float32", "float64") for a in (80, 90)]
+    jobs = jobs or [(a, d) for d in PRECISIONS for a in (80, 90)]
     work = []
     from ...lang.network import build as build_network
     from ...plan.lower import lower

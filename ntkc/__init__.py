@@ -11,16 +11,14 @@ from pathlib import Path
 
 from .errors import ArchError, BackendError, InputError, NtkcError, RuleError
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def compile(spec: "str | Path", filename: str | None = None):  # noqa: A001 (the natural name)
     """Compile a `.arch` file (a path) or `.arch` source text into a `CompiledKernel`."""
-    from .lang.network import load
-    from .plan.lower import lower
-    from .engine.kernel import CompiledKernel
+    from .engine.kernel import compile_kernel
 
-    return CompiledKernel(lower(load(spec, filename)))
+    return compile_kernel(spec, filename)
 
 
 def gram_store(kernel, store, x_train, x_test=None, **options):

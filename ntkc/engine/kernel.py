@@ -10,7 +10,8 @@ import torch
 
 from .. import backends
 from ..errors import InputError
-from ..plan import Plan, describe
+from ..lang.network import load
+from ..plan import Plan, describe, lower
 from ..util.precision import torch_dtype
 from .augment import augmented
 from .tiling import DEFAULT_MEMORY, gram
@@ -32,6 +33,12 @@ class KernelResult:
     @property
     def pairs_per_second(self) -> float:
         return self.pairs / self.seconds if self.seconds > 0 else float("inf")
+
+
+def compile_kernel(spec, filename: str | None = None) -> "CompiledKernel":
+    """A `.arch` file (a path) or `.arch` source text, parsed, checked, lowered and wrapped: what
+    `ntkc.compile` returns."""
+    return CompiledKernel(lower(load(spec, filename)))
 
 
 class CompiledKernel:

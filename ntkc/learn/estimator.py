@@ -39,9 +39,9 @@ _WHICH = ("ntk", "nngp")
 def resolve_kernel(kernel: Any) -> Any:
     """A kernel object as is; an `.arch` path or source text compiled with `ntkc.compile`."""
     if isinstance(kernel, (str, os.PathLike)):
-        import ntkc  # the package imports this module's siblings, so import late
+        from ..engine.kernel import compile_kernel
 
-        return ntkc.compile(kernel)
+        return compile_kernel(kernel)
     if not callable(kernel):
         raise TypeError(
             f"kernel must be callable as kernel(x1, x2=None, dtype=..., backend=...) or be an "

@@ -23,9 +23,9 @@ def dataset_kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store:
 
     With `store` (a dict of `dir`, `executor`, `address`, `memory`, `tile`, `test_test`) the
     kernels are computed into (or resumed from) a Gram store and returned memory-mapped."""
-    import ntkc
+    from ..engine.kernel import compile_kernel
 
-    k = ntkc.compile(file)
+    k = compile_kernel(file)
     if store is not None:
         return (k,) + _store_kernels(k, ds, dtype, backend, quiet, store)
     dt = torch_dtype(dtype)

@@ -43,11 +43,11 @@ def _work(root: str, source: str, filename: str, rows, cols, unit, settings, sam
     import numpy as np
     import torch
 
-    import ntkc
+    from ..engine.kernel import compile_kernel
 
     key = (source, filename)
     if key not in _KERNELS:
-        _KERNELS[key] = ntkc.compile(source, filename=filename)
+        _KERNELS[key] = compile_kernel(source, filename)
     kernel = _KERNELS[key]
     device = torch.device("cuda") if settings.backend == "triton" else torch.device("cpu")
     store = GramStore.open(root)

@@ -13,7 +13,7 @@ def versions(keys=LIBRARIES) -> dict[str, str]:
     for key in keys:
         try:
             if key == "ntkc":
-                from .. import __version__ as v
+                from .._version import __version__ as v
             elif key == "python":
                 v = platform.python_version()
             else:

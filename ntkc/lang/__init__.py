@@ -1,4 +1,6 @@
-"""The `.arch` language: grammar, parsing, the validated layer list, checks and errors."""
+"""The `.arch` language: the grammar (`arch.lark`), parsing into syntax records with source spans
+(`syntax`), and the validated `Network` with rules looked up, parameters typed and shapes
+checked (`network`). Every user mistake is an `ArchError` located at file:line:col."""
 from .network import Layer, Network, build, load
 from .syntax import parse
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import ntkc
-from ntkc.plan.lower import Band, describe
+from ntkc.plan import Band, describe
 
 from support.paths import EXAMPLES  # noqa: E402
 

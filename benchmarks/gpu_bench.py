@@ -79,7 +79,7 @@ def bench_one(name: str, dtype_name: str, args, device) -> dict:
 
     dtype = getattr(torch, dtype_name)
     k = ntkc.compile(arch_text(name, args.smoke), f"{name}.arch")
-    shape = k.network.input
+    shape = k.arch.input
     gen = torch.Generator().manual_seed(0)
     flops = k.plan.pair.flops()
     ex = k.backend("triton", dtype, device)

@@ -194,7 +194,7 @@ def cmd_gram(args) -> int:
         print(f"store {args.store} complete: train x train {tr.nngp.shape}, test x train {te.nngp.shape}; "
               f"{tr.seconds:.1f} s in this run")
         return 0
-    meta = {"arch": k.network.source, "arch_file": args.file, "dataset": ds.name,
+    meta = {"arch": k.arch.source, "arch_file": args.file, "dataset": ds.name,
             "description": ds.description, "dtype": args.dtype, "backend": tr.backend,
             "seconds": tr.seconds + te.seconds, "pairs": tr.pairs + te.pairs}
     save_npz(args.out, nngp_train=tr.nngp, ntk_train=tr.ntk, nngp_test=te.nngp, ntk_test=te.ntk,

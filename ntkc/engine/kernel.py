@@ -53,7 +53,7 @@ class CompiledKernel:
 
     def __init__(self, plan: Plan):
         self.plan = plan
-        self.network = plan.network
+        self.arch = plan.network  # the checked Network (layers, shapes, source)
         self._backends: dict = {}
 
     def __deepcopy__(self, memo):
@@ -62,7 +62,7 @@ class CompiledKernel:
         return self
 
     def __repr__(self) -> str:
-        net = self.network
+        net = self.arch
         return f"CompiledKernel({net.filename!r}, input {net.input}, {len(net.layers)} layers)"
 
     def describe(self) -> str:
@@ -101,11 +101,11 @@ class CompiledKernel:
         key = (name, dtype, str(device))
         if key not in self._backends:
             # `flip` and other augmentation statements wrap the backend
-            self._backends[key] = augmented(backends.create(name, self.plan, dtype, device), self.network)
+            self._backends[key] = augmented(backends.create(name, self.plan, dtype, device), self.arch)
         return self._backends[key]
 
     def _check_images(self, x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
-        shape = self.network.input
+        shape = self.arch.input
         if isinstance(x, np.ndarray):
             if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
                 raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
@@ -122,7 +122,7 @@ class CompiledKernel:
                     f"pass images as [N, {want[0]}, {want[1]}, {want[2]}] (NCHW)")
             raise InputError(f"{name} must be a 4-D batch [N, C, H, W], got shape {tuple(t.shape)}", hint)
         if tuple(t.shape[1:]) != want:
-            hint = f"the `input` line of {self.network.filename} says channels={want[0]} height={want[1]} width={want[2]}"
+            hint = f"the `input` line of {self.arch.filename} says channels={want[0]} height={want[1]} width={want[2]}"
             if tuple(t.shape[1:]) == (want[1], want[2], want[0]):
                 hint += "; these look like NHWC images: use x.transpose(0, 3, 1, 2)"
             raise InputError(f"{name} has images of shape {tuple(t.shape[1:])} (C, H, W), expected {want}", hint)

@@ -50,7 +50,7 @@ def _store_kernels(k, ds, dtype: str, backend: str, quiet: bool, opts: dict):
     from ..store.gramstore import GramStore
     from ..store.job import gram_store
 
-    update, close = progress_bar(f"{Path(k.network.filename).stem} store", quiet)
+    update, close = progress_bar(f"{Path(k.arch.filename).stem} store", quiet)
     try:
         store = gram_store(k, opts["dir"], ds.x_train, ds.x_test, y_train=ds.y_train, y_test=ds.y_test,
                            dtype=dtype, backend=backend, executor=opts.get("executor") or "local",

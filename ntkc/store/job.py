@@ -28,7 +28,7 @@ def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None,
         fuse = chosen.fusion_pays(n1 * (n1 + 1) // 2 + n1 * n2)
     settings = Settings(chosen.name, precision, pair_batch(chosen, memory), bool(fuse), memory)
     blocks = ("train_train",) + (() if x_test is None else ("test_train",) + (("test_test",) if test_test else ()))
-    manifest = make_manifest(kernel.network.source, kernel.network.filename, x_train, x_test,
+    manifest = make_manifest(kernel.arch.source, kernel.arch.filename, x_train, x_test,
                              description=description, dtype=settings.dtype, backend=settings.backend,
                              tile=tile, batch=settings.batch, fuse=settings.fuse, blocks=blocks)
     labels = None

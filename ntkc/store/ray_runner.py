@@ -81,7 +81,7 @@ def fill_ray(store: GramStore, kernel, images: dict, todo: list, settings, done0
         pending = {}
         for unit in units(todo):
             r_side, c_side, _ = BLOCKS[unit[0].block]
-            ref = remote.remote(str(store.root), kernel.network.source, kernel.network.filename,
+            ref = remote.remote(str(store.root), kernel.arch.source, kernel.arch.filename,
                                 refs[r_side], refs[c_side], unit, settings, r_side == c_side)
             pending[ref] = unit
         done = done0

@@ -86,7 +86,7 @@ def test_source_names_file_stages_and_every_layer_line():
     for spec in gen.kernels:
         assert f"{spec.name}:" in head
         assert f"def {spec.name}(" in gen.source
-    for layer in k.network.layers:
+    for layer in k.arch.layers:
         assert f"# line {layer.span.line}: {layer.describe()}" in gen.source
     # one kernel per stage; the conv/activation chain of stage 0 is one kernel
     assert len(gen.kernels) == len(k.plan.pair.stages)

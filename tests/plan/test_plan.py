@@ -70,7 +70,7 @@ def test_describe_mentions_stages_planes_and_work():
 @pytest.mark.parametrize("f", sorted(EXAMPLES.glob("*.arch")), ids=lambda f: f.stem)
 def test_examples_compile(f):
     k = ntkc.compile(f)
-    assert k.network.output.reduced
+    assert k.arch.output.reduced
     assert k.plan.pair.flops() > 0
 
 

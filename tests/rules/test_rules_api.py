@@ -74,7 +74,7 @@ def test_use_line_loads_a_user_module_relative_to_the_arch_file(tmp_path):
     got = ntkc.compile(arch)(x, dtype=torch.float64)
     want = ntkc.compile("input height=3 width=3 channels=1\nconv\nidentity\nflatten\n")(x, dtype=torch.float64)
     assert torch.allclose(got.nngp, want.nngp) and torch.allclose(got.ntk, want.ntk)
-    assert ntkc.compile(arch).network.uses == ("rules/cube.py",)
+    assert ntkc.compile(arch).arch.uses == ("rules/cube.py",)
     ntkc.compile(arch)  # loading twice is harmless
     assert load_rules(tmp_path / "rules" / "cube.py") is load_rules(str(tmp_path / "rules" / "cube.py"))
 
@@ -89,7 +89,7 @@ def test_use_line_with_a_dotted_module_name(tmp_path, monkeypatch):
         "    def dfactor(self, p, ops, u, v1, v2): return u * 0.0 + 0.25\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     net = ntkc.compile('use "mypkg.acts"\ninput height=2 width=2 channels=1\nhalf_id\nflatten\n')
-    assert net.network.layers[0].name == "half_id"
+    assert net.arch.layers[0].name == "half_id"
 
 
 @pytest.mark.parametrize("target, message", [
@@ -308,7 +308,7 @@ def test_new_layers_match_the_reference(name):
 def test_dilated_conv_geometry_and_plan():
     k = ntkc.compile("input height=9 width=8 channels=1\nconv size=3 dilation=3 padding=valid\nrelu\n"
                      "conv size=2 dilation=2 stride=2\nrelu\nflatten\n")
-    shapes = [(l.in_shape.height, l.in_shape.width, l.out_shape.height, l.out_shape.width) for l in k.network.layers[:3]]
+    shapes = [(l.in_shape.height, l.in_shape.width, l.out_shape.height, l.out_shape.width) for l in k.arch.layers[:3]]
     assert shapes[0] == (9, 8, 3, 2) and shapes[2] == (3, 2, 2, 1)
     with pytest.raises(ArchError, match="valid` window of 7 does not fit"):
         ntkc.compile("input height=6 width=6 channels=1\nconv dilation=3 padding=valid\nflatten\n")

@@ -44,7 +44,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def kernel_case(case: dict) -> dict:
     k = ntkc.compile(case["arch"], case.get("name", "<case>"))
-    shape = k.network.input
+    shape = k.arch.input
     x1 = _images(shape, case["n1"], case["seed"], case.get("dups", False))
     x2 = _images(shape, case["n2"], case["seed"] + 1, False) if case.get("n2") else None
     dtype = DTYPES[case["dtype"]]

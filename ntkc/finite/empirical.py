@@ -49,10 +49,10 @@ class EmpiricalKernels:
         return iter((self.nngp, self.ntk))
 
 
-def _jacobian(net: FiniteNetwork, params: dict, frozen: dict, x: torch.Tensor) -> torch.Tensor:
+def _jacobian(net: FiniteNetwork, params: dict, fixed: dict, x: torch.Tensor) -> torch.Tensor:
     """[n, P]: d f_0(x_i) / d theta over the trainable parameters, concatenated."""
     def f0(p):
-        return functional_call(net, {**frozen, **p}, (x,))[:, 0]
+        return functional_call(net, {**fixed, **p}, (x,), {"unit": 0})[:, 0]
 
     jac = jacrev(f0)(params)
     return torch.cat([j.reshape(len(x), -1) for j in jac.values()], dim=1)
@@ -60,22 +60,29 @@ def _jacobian(net: FiniteNetwork, params: dict, frozen: dict, x: torch.Tensor) -
 
 def _ntk(net: FiniteNetwork, x1: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
     params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
-    frozen = {k: v.detach() for k, v in net.named_parameters() if not v.requires_grad}
-    frozen.update(dict(net.named_buffers()))
+    fixed = {k: v.detach() for k, v in net.named_parameters() if not v.requires_grad}
+    fixed.update(dict(net.named_buffers()))
+    for name in (f"layers.{net.last_weighted}.weight", f"layers.{net.last_weighted}.bias"):
+        if name in params:  # f_0 reads row 0 of the output layer only: no Jacobian of zeros for the rest
+            params[name] = params[name][:1]
     n1, n2 = len(x1), len(x1 if x2 is None else x2)
     if not params:
         return torch.zeros(n1, n2, dtype=x1.dtype, device=x1.device)
     size = sum(p.numel() for p in params.values()) * x1.element_size()
     chunk = max(1, JACOBIAN_BYTES // max(size, 1))
+
+    def jac(x):
+        return _jacobian(net, params, fixed, x)
+
     if x2 is None and n1 <= chunk:
-        j = _jacobian(net, params, frozen, x1)
+        j = jac(x1)
         return j @ j.T
     other = x1 if x2 is None else x2
     out = torch.empty(n1, n2, dtype=x1.dtype, device=x1.device)
     for a in range(0, n1, chunk):
-        ja = _jacobian(net, params, frozen, x1[a: a + chunk])
+        ja = jac(x1[a: a + chunk])
         for b in range(0, n2, chunk):
-            jb = ja if (x2 is None and a == b) else _jacobian(net, params, frozen, other[b: b + chunk])
+            jb = ja if (x2 is None and a == b) else jac(other[b: b + chunk])
             out[a: a + chunk, b: b + chunk] = ja @ jb.T
     return out
 

@@ -143,12 +143,16 @@ class WeightedWindow(nn.Module):
         else:
             self.register_parameter("bias", None)
 
-    def forward(self, x):
+    def forward(self, x, unit: int | None = None):
+        """y [N, out, H', W'], or its channel `unit` alone [N, 1, H', W']."""
         r, c = self.rows, self.cols
+        w, b = self.weight, self.bias
+        if unit is not None:
+            w, b = w[unit: unit + 1], (None if b is None else b[unit: unit + 1])
         # the scales multiply the (small) parameters, not the (large) output: the same function and
         # the same gradients, d y / d W = scale * x, which is what makes this the NTK parameterisation
-        weight = self.scale * self.weight
-        bias = None if self.bias is None else self.bias_scale * self.bias
+        weight = self.scale * w
+        bias = None if b is None else self.bias_scale * b
         if r.lo == r.hi >= 0 and c.lo == c.hi >= 0 and not (r.wrap or c.wrap):  # conv2d pads it itself
             return F.conv2d(x, weight, bias, stride=(r.stride, c.stride), padding=(r.lo, c.lo),
                             dilation=(r.dilation, c.dilation))
@@ -254,6 +258,7 @@ class FiniteNetwork(nn.Module):
                             "outputs: a layer after the last conv/dense stacks positions as features",
                             last.span, "end with a `dense` layer after `flatten`")
         self.layers = nn.ModuleList(modules)
+        self.last_weighted = weighted[-1]
         self.transforms = _group(arch)
         self.to(dtype=dtype, device=device)
 
@@ -283,19 +288,21 @@ class FiniteNetwork(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """f(x) without the augmentation average: [N, out_dim]."""
-        for mod in self.layers:
-            x = mod(x)
+    def body(self, x: torch.Tensor, unit: int | None = None) -> torch.Tensor:
+        """f(x) without the augmentation average: [N, out_dim] (or [N, 1] for one output `unit`)."""
+        for i, mod in enumerate(self.layers):
+            x = mod(x, unit) if i == self.last_weighted else mod(x)
         return x.reshape(x.shape[0], -1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, unit: int | None = None) -> torch.Tensor:
+        """f(x) [N, out_dim]; with `unit`, output unit `unit` alone [N, 1], computed without the other
+        rows of the last weighted layer (the layers after it act channel by channel)."""
         self._check(x)
         x = x.to(self.dtype)
         if len(self.transforms) == 1:
-            return self.body(x)
+            return self.body(x, unit)
         copies = torch.cat([g(x) for g in self.transforms])
-        return self.body(copies).reshape(len(self.transforms), x.shape[0], -1).mean(0)
+        return self.body(copies, unit).reshape(len(self.transforms), x.shape[0], -1).mean(0)
 
     def _check(self, x) -> None:
         shape = self.arch.input

@@ -4,7 +4,7 @@ whose infinite-width NNGP and NTK are exactly the kernels ntkc compiles for it.
 Every layer is built from what its rule states, as the kernels are, so a user's rule works here
 too (docs/finite.md):
 
-- a weighted window (`WindowRule.weighted`: conv, dense) draws weights W ~ N(0, 1) of shape
+- a window with weights of its own (`fresh_weights`: conv, dense) draws weights W ~ N(0, 1) of shape
   [out, C, k_rows, k_cols] and a bias beta ~ N(0, 1) [out], and computes
   sqrt(weight / C) conv(x, W) + sqrt(bias) beta, where `weight` and `bias` are its window's
   (w_std^2 / k^2 and b_std^2 for conv: the familiar w_std / sqrt(C k^2)); `trainable=false`
@@ -131,7 +131,7 @@ class WeightedWindow(nn.Module):
         if _kind(rows, cols) == "pairs":
             raise _Refusal("a weighted layer's window must pair each tap with itself (independent weights "
                            "per tap), but it sums every pair of taps",
-                           "set `weighted = False` for a fixed map, or give the window terms ((e, e), ...)")
+                           "set `fresh_weights = False` for a fixed map, or give the window terms ((e, e), ...)")
         self.layer, self.rows, self.cols = layer, rows, cols
         self.scale = math.sqrt(window.weight / c_in)
         self.bias_scale = math.sqrt(window.bias)
@@ -168,9 +168,9 @@ class FixedWindow(nn.Module):
     def __init__(self, layer: Layer, window, rows: AxisGeometry, cols: AxisGeometry, c_in: int):
         super().__init__()
         if window.trainable or window.bias > 0:
-            raise _Refusal("a window without weights of its own (`weighted = False`) cannot have a bias or "
+            raise _Refusal("a window without weights of its own (`fresh_weights = False`) cannot have a bias or "
                            "an NTK term of its own in a finite network",
-                           "set `weighted = True` on the rule, or give its window no bias and trainable=False")
+                           "set `fresh_weights = True` on the rule, or give its window no bias and trainable=False")
         if window.weight < 0:
             raise _Refusal(f"its window weight {window.weight} is negative", "a window weight is a variance factor")
         self.layer, self.rows, self.cols = layer, rows, cols
@@ -214,6 +214,52 @@ class Activation(nn.Module):
         return f"{self.layer.describe()} (line {self.layer.span.line})"
 
 
+class Residual(nn.Module):
+    """A residual block, y = x + scale * f(x), f its branch's layers."""
+
+    def __init__(self, fork: Layer, branch: list):
+        super().__init__()
+        self.fork, self.scale = fork, fork.params.scale
+        self.branch = nn.ModuleList(branch)
+
+    def forward(self, x):
+        y = x
+        for mod in self.branch:
+            y = mod(y)
+        return x + self.scale * y
+
+    def extra_repr(self) -> str:
+        return f"residual scale={self.scale:g} (line {self.fork.span.line})"
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A residual block of the flat layer list: its fork and the items of its branch."""
+
+    fork: Layer
+    branch: list
+
+
+def _blocks(layers) -> list:
+    """The flat layer list (residual blocks as fork ... join entries) as a tree of items."""
+    stack: list = [[]]
+    forks: list = []
+    for lay in layers:
+        if lay.rule.kind == "fork":
+            forks.append(lay)
+            stack.append([])
+        elif lay.rule.kind == "join":
+            branch = stack.pop()
+            stack[-1].append(_Block(forks.pop(), branch))
+        else:
+            stack[-1].append(lay)
+    return stack[0]
+
+
+def _weighted(item) -> bool:
+    return isinstance(item, Layer) and item.rule.kind == "window" and item.rule.fresh_weights
+
+
 # ----------------------------------------------------------------------------------------------
 # the network
 
@@ -239,28 +285,44 @@ class FiniteNetwork(nn.Module):
             raise InputError(f"out_dim must be a positive integer, got {out_dim!r}")
         self.arch, self.width, self.out_dim, self.seed = arch, width, out_dim, seed
         gen = torch.Generator().manual_seed(int(seed))
-        weighted = [i for i, lay in enumerate(arch.layers) if lay.rule.kind == "window" and lay.rule.weighted]
-        if not weighted:
+        items = _blocks(arch.layers)
+        if not any(_weighted(it) for it in items):
             raise ArchError("a finite network needs a layer with weights of its own (conv or dense) to produce "
                             "its outputs, and this architecture has none", arch.input_span,
                             "add a conv before the readout or a dense after it")
-        modules, c = [], arch.input.channels
-        for i, lay in enumerate(arch.layers):
-            try:
-                mod, c = self._layer(lay, c, out_dim if i == weighted[-1] else width, gen)
-            except _Refusal as why:
-                raise _refuse(lay, why.message, why.hint) from None
-            modules.append(mod)
-        _warn_non_gaussian(arch, modules)
+        modules, c = self._build(items, arch.input.channels, out_dim, gen)
+        _warn_non_gaussian(items, modules, False, "the input")
         if c != out_dim:
             last = arch.layers[-1]
             raise ArchError(f"the finite network would end with {c} features per image, not out_dim={out_dim} "
                             "outputs: a layer after the last conv/dense stacks positions as features",
                             last.span, "end with a `dense` layer after `flatten`")
         self.layers = nn.ModuleList(modules)
-        self.last_weighted = weighted[-1]
+        self.last_weighted = max(i for i, it in enumerate(items) if _weighted(it))
+        # one output unit alone is computable when only channel-wise layers follow the output layer
+        self._unit_ok = not any(isinstance(m, Residual) for m in modules[self.last_weighted:])
         self.transforms = _group(arch)
         self.to(dtype=dtype, device=device)
+
+    def _build(self, items: list, c: int, c_last: int, gen) -> tuple[list, int]:
+        """Modules of `items` (layers and residual blocks) reading c channels; the last layer with
+        weights at this level writes c_last channels (out_dim, or a block's own input channels)."""
+        last = max((i for i, it in enumerate(items) if _weighted(it)), default=None)
+        modules = []
+        for i, it in enumerate(items):
+            if isinstance(it, _Block):
+                branch, c_branch = self._build(it.branch, c, c, gen)
+                if c_branch != c:  # (the language keeps shapes; the channel count is this module's)
+                    raise _refuse(it.fork, f"its branch ends with {c_branch} channels, not the {c} it started from",
+                                  "end the branch with a conv or dense layer")
+                modules.append(Residual(it.fork, branch))
+                continue
+            try:
+                mod, c = self._layer(it, c, c_last if i == last else self.width, gen)
+            except _Refusal as why:
+                raise _refuse(it, why.message, why.hint) from None
+            modules.append(mod)
+        return modules, c
 
     @staticmethod
     def _layer(lay: Layer, c: int, c_out: int, gen):
@@ -275,7 +337,7 @@ class FiniteNetwork(nn.Module):
             raise _Refusal(f"layers of kind `{rule.kind}` have no finite form", "remove the layer")
         window = rule.window(lay.params, lay.in_shape)
         rows, cols = axis_geometry(window.rows), axis_geometry(window.cols)
-        if rule.weighted:
+        if rule.fresh_weights:
             return WeightedWindow(lay, window, rows, cols, c, c_out, gen), c_out
         mod = FixedWindow(lay, window, rows, cols, c)
         return mod, mod.c_out
@@ -290,6 +352,8 @@ class FiniteNetwork(nn.Module):
 
     def body(self, x: torch.Tensor, unit: int | None = None) -> torch.Tensor:
         """f(x) without the augmentation average: [N, out_dim] (or [N, 1] for one output `unit`)."""
+        if unit is not None and not self._unit_ok:
+            return self.body(x)[:, unit: unit + 1]
         for i, mod in enumerate(self.layers):
             x = mod(x, unit) if i == self.last_weighted else mod(x)
         return x.reshape(x.shape[0], -1)
@@ -336,27 +400,32 @@ def _linear(mod: "Activation") -> bool:
     return bool(torch.allclose(y, mod(torch.ones((), dtype=torch.float64)) * x, rtol=1e-12, atol=1e-12))
 
 
-def _warn_non_gaussian(arch: Network, modules) -> None:
-    """Warn where a nonlinearity's input is not Gaussian even at infinite width.
+def _warn_non_gaussian(items: list, modules: list, gaussian: bool, since: str) -> bool:
+    """Warn where a nonlinearity's input is not Gaussian even at infinite width; returns whether
+    the map after `items` is Gaussian.
 
     The kernel recursion evaluates an activation as if its input were a centred Gaussian with
-    the covariance S, which holds for the outputs of a layer with random weights and for fixed
-    linear maps of them. It fails for an activation reached from the images, or from another
+    the covariance S, which holds for the outputs of a layer with random weights, for fixed
+    linear maps of them, and for a residual block's sum of a Gaussian shortcut and a branch
+    ending in fresh weights. It fails for an activation reached from the images, or from another
     nonlinearity, through fixed layers only (`relu, lap, relu`): the finite networks are well
     defined, but the kernels are not their limit there."""
     import warnings
 
-    gaussian, since = False, "the input"  # the images themselves are not random
-    for lay, mod in zip(arch.layers, modules):
+    for it, mod in zip(items, modules):
+        if isinstance(mod, Residual):
+            _warn_non_gaussian(it.branch, list(mod.branch), gaussian, since)
+            continue  # x + c f(x), f ending in fresh weights: as Gaussian as the shortcut x
         if isinstance(mod, WeightedWindow):
             gaussian = True
         elif isinstance(mod, Activation) and not _linear(mod):
             if not gaussian:
-                warnings.warn(f"{lay.span}: `{lay.describe()}` acts on a map that no random-weight layer has mixed "
+                warnings.warn(f"{it.span}: `{it.describe()}` acts on a map that no random-weight layer has mixed "
                               f"since {since}, so its input is not Gaussian even at infinite width: the compiled "
                               "kernels treat it as Gaussian and are not this finite network's limit",
                               LimitWarning, stacklevel=5)
             gaussian, since = False, "the previous nonlinearity"
+    return gaussian
 
 
 def _identity(x):

@@ -24,7 +24,7 @@ import torch
 import ntkc
 from ntkc.backends.torch.ops import TorchOps
 from ntkc.errors import ArchError, InputError
-from ntkc.finite.network import Activation, FixedWindow, LimitWarning, WeightedWindow
+from ntkc.finite.network import Activation, FixedWindow, LimitWarning, Residual, WeightedWindow
 from ntkc.rules import ActivationRule, Params, get_rule, load_rules, register
 from support import reference as R
 from support.nets import SINE
@@ -339,3 +339,22 @@ identity
     assert kinds.count("Activation") == 6 and kinds.count("FixedWindow") == 3
     out = net(torch.randn(3, 2, 9, 8))
     assert out.shape == (3, 2) and torch.isfinite(out).all()
+
+
+def test_residual_blocks_add_the_scaled_branch_to_the_shortcut():
+    k = ntkc.compile("examples/digits_wrn_d10.arch")
+    net = k.network(6, seed=2, out_dim=3, dtype=torch.float64)
+    blocks = [m for m in net.layers if isinstance(m, Residual)]
+    assert len(blocks) == 4 and all(b.scale == 1.0 for b in blocks)
+    x = torch.randn(5, 6, 8, 8, dtype=torch.float64)
+    y = x
+    for mod in blocks[0].branch:
+        y = mod(y)
+    torch.testing.assert_close(blocks[0](x), x + y)
+    torch.testing.assert_close(net(torch.randn(2, 1, 8, 8, dtype=torch.float64), unit=2).shape, (2, 1))
+    # a block after the output layer: the outputs mix again, and unit= still picks one of them
+    k2 = ntkc.compile("input height=4 width=4 channels=1\nconv\ngap\ndense\nresidual scale=0.5 {\n  dense\n}\n")
+    net2 = k2.network(5, seed=1, out_dim=3, dtype=torch.float64)
+    z = torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    assert net2(z).shape == (4, 3)
+    torch.testing.assert_close(net2(z, unit=1)[:, 0], net2(z)[:, 1])

@@ -212,5 +212,5 @@ def plot(res: dict, path) -> None:
                  f"{res['dataset']} {res['n_train']}/{res['n_test']}, lr {res['lr']:.3g}", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)

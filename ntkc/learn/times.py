@@ -112,5 +112,5 @@ def plot_times(trows: list[dict], path) -> None:
     a2.set_yscale("log")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -35,10 +35,10 @@ class KernelResult:
         return self.pairs / self.seconds if self.seconds > 0 else float("inf")
 
 
-def compile_kernel(spec, filename: str | None = None) -> "CompiledKernel":
+def compile_kernel(spec, filename: str | None = None, *, user_rules: bool = True) -> "CompiledKernel":
     """A `.arch` file (a path) or `.arch` source text, parsed, checked, lowered and wrapped: what
-    `ntkc.compile` returns."""
-    return CompiledKernel(lower(load(spec, filename)))
+    `ntkc.compile` returns. `user_rules=False` refuses `use` lines (they run Python code)."""
+    return CompiledKernel(lower(load(spec, filename, user_rules=user_rules)))
 
 
 class CompiledKernel:

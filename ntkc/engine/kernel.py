@@ -12,9 +12,12 @@ from .. import backends
 from ..errors import InputError
 from ..lang.network import load
 from ..plan import Plan, describe, lower
-from ..util.precision import torch_dtype
+from ..util.precision import precision_name, torch_dtype
 from .augment import augmented
-from .tiling import DEFAULT_MEMORY, gram
+from .sizes import format_bytes, memory_bytes
+from .tiling import gram
+
+PAIR_STATES = 4  # covariance states a layer holds for one pair at once: S and T, in and out
 
 
 @dataclass
@@ -76,6 +79,7 @@ class CompiledKernel:
                  out=None) -> KernelResult:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = torch_dtype(dtype)
+        memory = self.check_memory(dtype, memory)
         t1 = self._check_images(x1, "x1", dtype, device)
         dev = t1.device
         t2 = None if x2 is None else self._check_images(x2, "x2", dtype, dev)
@@ -86,11 +90,34 @@ class CompiledKernel:
         if fuse is None:
             n1 = t1.shape[0]
             fuse = chosen.fusion_pays(n1 * (n1 + 1) // 2 if t2 is None else n1 * t2.shape[0])
-        nngp, ntk, npairs = gram(chosen, t1, t2, memory or DEFAULT_MEMORY, progress, fuse, out)
+        nngp, ntk, npairs = gram(chosen, t1, t2, memory, progress, fuse, out)
         seconds = time.perf_counter() - start
         if as_numpy and out is None:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
         return KernelResult(nngp, ntk, seconds, npairs, chosen.name)
+
+    def check_memory(self, dtype=torch.float32, memory=None) -> int:
+        """The working-memory budget in bytes (`memory`: bytes, a size such as "4G", or None for
+        the default), after checking that one pair of images fits it: a network whose states are
+        too large to run (a gap over a 3000x3000 map) is refused here, before anything is
+        allocated, with what one pair needs."""
+        try:
+            budget = memory_bytes(memory)
+        except ValueError as err:
+            raise InputError(str(err), "pass memory= as bytes or a size such as '512M' or '4G'") from None
+        numbers, step = self.plan.pair.largest_state()
+        need = PAIR_STATES * numbers * torch_dtype(dtype).itemsize
+        if need > budget:
+            where = "the input covariance" if step is None else \
+                f"after line {step.layer.span.line} `{step.layer.describe()}`"
+            raise InputError(
+                f"this network cannot run: one pair of images needs about {format_bytes(need)} of working memory "
+                f"in {precision_name(dtype)} (its largest state, {where}, holds {numbers:.3g} numbers, and a "
+                f"layer keeps about {PAIR_STATES} such states), more than the {format_bytes(budget)} allowed",
+                "use smaller images or a network that demands fewer planes (a flatten readout needs plane 0 "
+                "only; see `ntkc compile FILE --emit plan`), or allow more memory (memory=, --memory) if the "
+                "machine has it")
+        return budget
 
     def backend(self, backend: str = "auto", dtype=torch.float32, device=None):
         """The backend object (`ntkc.backends.base.Backend`) that runs this kernel: `backend` is

@@ -179,6 +179,9 @@ def build(source: str, filename: str = "<arch>", *, user_rules: bool = True) -> 
 def _rule_failed(rule: LayerRule, err: Exception, span: Span) -> ArchError:
     """A located error for an exception raised inside a rule's code (a user rule's bug, or a
     built-in rule's arithmetic overflowing on extreme parameters)."""
+    if isinstance(err, MemoryError):
+        return ArchError(f"`{rule.name}` ran out of memory on this layer", span,
+                         "a parameter or the map is far too large")
     if isinstance(err, (OverflowError, ZeroDivisionError)) and rule.__module__.startswith("ntkc."):
         return ArchError(f"`{rule.name}` cannot be computed with these parameters ({type(err).__name__}: {err})",
                          span, "a parameter is far too large or too small; use values of a sensible size")

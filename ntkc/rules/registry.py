@@ -160,7 +160,7 @@ def check_window(rule: WindowRule, p: Params, shape: Shape) -> Window:
             problem = f"its {axis} window has {ax.n_out} outputs"
         elif ax.stride < 1:
             problem = f"its {axis} window has stride {ax.stride}"
-        elif not ax.terms:
+        elif not ax.count:
             problem = f"its {axis} window has no terms"
         elif w.readout and ax.n_out != 1:
             problem = f"it is a readout but its {axis} window has {ax.n_out} outputs, not 1"

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..engine.tiling import DEFAULT_MEMORY, TILE, pair_batch
+from ..engine.tiling import TILE, pair_batch
 from ..util.precision import precision_name
 from . import local, ray_runner
 from .gramstore import GramStore, StoreError, make_manifest
@@ -19,8 +19,8 @@ def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None,
                dtype: str = "float32", backend: str = "auto", device=None, memory: int | None = None,
                tile: int = TILE, fuse: bool | None = None, test_test: bool = False) -> tuple[GramStore, Settings]:
     """Create or resume the store for this computation (refusing one made for another)."""
-    memory = memory or DEFAULT_MEMORY
     precision = precision_name(dtype)
+    memory = kernel.check_memory(precision, memory)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     chosen = kernel.backend(backend, precision, dev)
     if fuse is None:

@@ -10,6 +10,7 @@ import torch
 
 from .. import backends
 from ..errors import InputError
+from .inputs import check_images, resolve_device
 from ..lang.network import load
 from ..plan import Plan, describe, lower
 from ..util.precision import precision_name, torch_dtype
@@ -80,9 +81,9 @@ class CompiledKernel:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = torch_dtype(dtype)
         memory = self.check_memory(dtype, memory)
-        t1 = self._check_images(x1, "x1", dtype, device)
+        t1 = self.check_images(x1, "x1", dtype, device)
         dev = t1.device
-        t2 = None if x2 is None else self._check_images(x2, "x2", dtype, dev)
+        t2 = None if x2 is None else self.check_images(x2, "x2", dtype, dev)
         if t2 is not None and isinstance(x2, np.ndarray) != as_numpy:
             as_numpy = False
         chosen = self.backend(backend, dtype, dev)
@@ -122,7 +123,7 @@ class CompiledKernel:
     def backend(self, backend: str = "auto", dtype=torch.float32, device=None):
         """The backend object (`ntkc.backends.base.Backend`) that runs this kernel: `backend` is
         "auto" or a backend's name; one is built per (backend, dtype, device) and kept."""
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        device = resolve_device(device) or torch.device("cpu")
         dtype = torch_dtype(dtype)
         name = backends.resolve(backend, device)
         key = (name, dtype, str(device))
@@ -131,35 +132,10 @@ class CompiledKernel:
             self._backends[key] = augmented(backends.create(name, self.plan, dtype, device), self.arch)
         return self._backends[key]
 
-    def _check_images(self, x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
-        shape = self.arch.input
-        if isinstance(x, np.ndarray):
-            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(x))
-        elif isinstance(x, torch.Tensor):
-            if x.is_complex() or x.dtype == torch.bool:
-                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
-            t = x
-        else:
-            raise InputError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-        want = (shape.channels, shape.height, shape.width)
-        if t.dim() != 4:
-            hint = ("add a batch axis: x[None]" if t.dim() == 3 and tuple(t.shape) == want else
-                    f"pass images as [N, {want[0]}, {want[1]}, {want[2]}] (NCHW)")
-            raise InputError(f"{name} must be a 4-D batch [N, C, H, W], got shape {tuple(t.shape)}", hint)
-        if tuple(t.shape[1:]) != want:
-            hint = f"the `input` line of {self.arch.filename} says channels={want[0]} height={want[1]} width={want[2]}"
-            if tuple(t.shape[1:]) == (want[1], want[2], want[0]):
-                hint += "; these look like NHWC images: use x.transpose(0, 3, 1, 2)"
-            raise InputError(f"{name} has images of shape {tuple(t.shape[1:])} (C, H, W), expected {want}", hint)
-        if t.shape[0] == 0:
-            raise InputError(f"{name} holds no images")
-        if device is not None:
-            t = t.to(device)
-        t = t.to(dtype)
-        if not torch.isfinite(t).all():
-            bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero().flatten()[:5].tolist()
-            raise InputError(f"{name} contains NaN or inf (images {bad}{'...' if len(bad) == 5 else ''})",
-                             "clean or drop those images before computing kernels")
-        return t.contiguous()
+    def check_images(self, x, name: str = "x", dtype=torch.float32, device=None, convert: bool = True):
+        """`x` checked against this kernel's `input` line (`ntkc.engine.inputs.check_images`)
+        and converted to a contiguous tensor in `dtype` on `device` (with `convert=False`,
+        checked only)."""
+        net = self.arch
+        want = (net.input.channels, net.input.height, net.input.width)
+        return check_images(x, name, want, torch_dtype(dtype), device, net.filename, convert)

@@ -118,13 +118,22 @@ def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None,
     finished tiles stay; call again to resume). `log` receives progress messages, `warn`
     (default: `log`, else print) warnings such as changed library versions.
     """
-    store, settings = open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
-                                 y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
-                                 tile=tile, test_test=test_test)
-    for w in store.warnings:
-        (warn or log or print)(w)
-    if log is not None:
-        log(f"store {store.root}: {store.status()} already done")
-    store.last_run = fill(store, kernel, x_train, x_test, settings, device=device, executor=executor,
-                          address=address, progress=progress, log=log, verify=verify)
+    def opened():
+        return open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
+                          y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
+                          tile=tile, test_test=test_test)
+
+    store, settings = opened()
+    # One process fills a store at a time: a second waits for the lock, then finds the tiles done.
+    with store.lock(log or warn or print):
+        if store.on_disk_id() != store.manifest["store_id"]:
+            # Another process made this folder's manifest at the same moment: resume that one
+            # (refused, as any resume, if it is for another computation).
+            store, settings = opened()
+        for w in store.warnings:
+            (warn or log or print)(w)
+        if log is not None:
+            log(f"store {store.root}: {store.status()} already done")
+        store.last_run = fill(store, kernel, x_train, x_test, settings, device=device, executor=executor,
+                              address=address, progress=progress, log=log, verify=verify)
     return store

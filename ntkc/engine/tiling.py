@@ -57,6 +57,8 @@ def gram(backend, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
             raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     done = 0
+    if progress is not None:
+        progress(0, total)  # the start, before any work: a progress display measures rates from here
     cache = MapCache(memory // 4)  # in a symmetric matrix, column tile b's maps are row tile b's
     for a0 in range(0, n1, tile):
         a1 = min(n1, a0 + tile)

@@ -10,11 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rules.base import LayerError, LayerRule, Param, Params, Shape
+from ..rules.base import LayerError, LayerRule, Param, Params, ResidualFork, ResidualJoin, Shape
 from ..rules.loader import load_rules
 from ..rules.registry import check_math, check_window, get_rule, known_rules, suggest
 from ..errors import ArchError, RuleError, Span
-from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, UseSyntax, Value, parse
+from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, ResidualSyntax, UseSyntax, Value, parse
 
 MAX_LAYERS = 100_000
 MAX_INT = 2**31 - 1  # integer parameters (sizes, strides) beyond this are refused as too large
@@ -37,6 +37,8 @@ class Layer:
     def describe(self, defaults: bool = False) -> str:
         """`name key=value ...`; parameters left at their default are shown only if asked."""
         declared = {p.name: p.default for p in self.rule.params}
+        if self.rule.kind == "join":
+            return "end of residual"
         args = " ".join(f"{k}={_show(v)}" for k, v in self.params.items()
                         if defaults or self.rule.kind == "input" or v != declared.get(k))
         return f"{self.name} {args}".strip()
@@ -124,14 +126,27 @@ def build(source: str, filename: str = "<arch>", *, user_rules: bool = True) -> 
         raise ArchError("the architecture is empty", Span(filename, 1, 1, source),
                         "start with `input height=H width=W channels=C`, then layers, then a readout")
     first, rest = flat[0], flat[1:]
-    if first.name != "input":
-        raise ArchError("the first statement must be the `input` line", first.span,
+    if isinstance(first, (_Open, _Close)) or first.name != "input":
+        where = first.syntax.span if isinstance(first, (_Open, _Close)) else first.span
+        raise ArchError("the first statement must be the `input` line", where,
                         "start with `input height=H width=W channels=C`")
     in_params = _typed_params(get_rule("input"), first)
     shape = get_rule("input").out_shape(in_params)
     layers: list[Layer] = []
     augment: list[Layer] = []
+    blocks: list[tuple[int, _Open]] = []  # open residual blocks: (index of the fork, its statement)
     for stmt in rest:
+        if isinstance(stmt, _Open):
+            params = _typed_params(ResidualFork(), stmt.syntax)
+            blocks.append((len(layers), stmt))
+            layers.append(Layer(ResidualFork(), params, stmt.syntax.span, shape, shape))
+            continue
+        if isinstance(stmt, _Close):
+            start, opened = blocks.pop()
+            _check_branch(layers, start, opened.syntax)
+            fork = layers[start]
+            layers.append(Layer(ResidualJoin(), fork.params, stmt.syntax.end, shape, shape))
+            continue
         if stmt.name == "input":
             raise ArchError("`input` may appear only once, as the first statement", stmt.span,
                             "remove this line")
@@ -147,8 +162,7 @@ def build(source: str, filename: str = "<arch>", *, user_rules: bool = True) -> 
             if rule.kind == "activation" and not all(not p.required for p in rule.params):
                 check_math(rule, params)
             rule.check(params, shape)
-            if rule.kind == "window":
-                check_window(rule, params, shape)
+            window = check_window(rule, params, shape) if rule.kind == "window" else None
             out = rule.out_shape(params, shape)
         except LayerError as err:
             raise ArchError(err.message, _span_for(stmt, err.param), err.hint) from None
@@ -156,6 +170,11 @@ def build(source: str, filename: str = "<arch>", *, user_rules: bool = True) -> 
             raise ArchError(err.message, stmt.span, err.hint) from None
         except Exception as err:  # noqa: BLE001  (a rule's own code failed on this layer)
             raise _rule_failed(rule, err, stmt.span) from None
+        if blocks and window is not None and window.mixes:
+            raise ArchError(
+                f"`{rule.name}` mixes displacement planes, which a residual branch may not do",
+                stmt.span, "a residual branch holds convs (same or valid padding, not circular), activations and "
+                           "dense layers; put pooling, lap and circular convs outside the block")
         layers.append(Layer(rule, params, stmt.span, shape, out))
         shape = out
     if not shape.reduced:
@@ -205,8 +224,24 @@ def _use(stmt: UseSyntax, filename: str, allowed: bool = True) -> str:
     return stmt.target
 
 
-def _expand(statements) -> list[LayerSyntax]:
-    out: list[LayerSyntax] = []
+@dataclass(frozen=True)
+class _Open:
+    """Where a residual block starts, in the flattened statement list."""
+
+    syntax: ResidualSyntax
+
+
+@dataclass(frozen=True)
+class _Close:
+    """Where a residual block ends, in the flattened statement list."""
+
+    syntax: ResidualSyntax
+
+
+def _expand(statements) -> list:
+    """The statements with every `repeat` unrolled; a residual block becomes _Open, its body
+    and _Close."""
+    out: list = []
 
     def visit(stmts, factor):
         for s in stmts:
@@ -219,13 +254,43 @@ def _expand(statements) -> list[LayerSyntax]:
                                     "use a smaller count")
                 for _ in range(s.count):
                     visit(s.body, factor * s.count)
+            elif isinstance(s, ResidualSyntax):
+                out.append(_Open(s))
+                visit(s.body, factor)
+                out.append(_Close(s))
             else:
                 out.append(s)
-                if len(out) > MAX_LAYERS:
-                    raise ArchError(f"more than {MAX_LAYERS} layers", s.span, "use a smaller network")
+            if len(out) > MAX_LAYERS:
+                raise ArchError(f"more than {MAX_LAYERS} layers", s.span, "use a smaller network")
 
     visit(statements, 1)
     return out
+
+
+def _check_branch(layers: list[Layer], start: int, syntax: ResidualSyntax) -> None:
+    """A residual branch (the layers after the fork at `start`) must keep the map's shape and end
+    in fresh zero-mean weights, which makes it uncorrelated with the shortcut."""
+    fork = layers[start]
+    branch = layers[start + 1:]
+    if not any(l.rule.fresh_weights for l in layers[:start]):
+        raise ArchError("a residual block must come after the first `conv`: it adds its branch to a feature map "
+                        "of the network's width, and the input's channels are fixed", syntax.span,
+                        "put a `conv` between `input` and the block")
+    if not branch:
+        raise ArchError("this residual block is empty", syntax.span,
+                        "put the branch's layers inside the braces, ending in a `conv` (or `dense`)")
+    last = branch[-1]
+    if not last.rule.fresh_weights:
+        what = "another residual block" if last.rule.kind == "join" else f"`{last.name}`"
+        raise ArchError(
+            f"this residual branch ends in {what}, which is correlated with the shortcut, so the block's kernel "
+            "is not the sum of the two", last.span,
+            "end the branch with a `conv` (or `dense` after a readout): its fresh zero-mean weights make "
+            "x and f(x) uncorrelated, as in a ResNet's residual branch")
+    if last.out_shape != fork.in_shape:
+        raise ArchError(
+            f"a residual branch must keep the map's shape, but this one turns {fork.in_shape} into {last.out_shape}",
+            last.span, "use stride 1 and padding=same inside the block (a shortcut with its own conv is not supported)")
 
 
 def _lookup(stmt: LayerSyntax) -> LayerRule:

@@ -14,7 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..errors import ArchSyntaxError, Span, source_lines
 
-MAX_NESTING = 100  # repeat blocks inside each other; deeper is refused before parsing
+MAX_NESTING = 100  # blocks inside each other; deeper is refused before parsing
 MAX_DIGITS = 100  # a number written with more digits is read as too large (never converted exactly)
 
 
@@ -45,8 +45,18 @@ class LayerSyntax:
 @dataclass(frozen=True)
 class RepeatSyntax:
     count: int
-    body: tuple["LayerSyntax | RepeatSyntax", ...]
+    body: tuple["LayerSyntax | RepeatSyntax | ResidualSyntax", ...]
     span: Span
+
+
+@dataclass(frozen=True)
+class ResidualSyntax:
+    """`residual key=value ... { ... }`: y = x + scale * f(x), f the block's statements."""
+
+    params: tuple[ParamSyntax, ...]
+    body: tuple["LayerSyntax | RepeatSyntax | ResidualSyntax", ...]
+    span: Span        # of the word `residual`
+    end: Span         # of the closing `}`
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,13 @@ class _ToSyntax(Transformer):
         return RepeatSyntax(_count(str(count)), tuple(body), self._span(meta, length=len("repeat")))
 
     @v_args(meta=True)
+    def residual(self, meta, children):
+        *items, close = children
+        params = tuple(c for c in items if isinstance(c, ParamSyntax))
+        body = tuple(c for c in items if not isinstance(c, ParamSyntax))
+        return ResidualSyntax(params, body, self._span(meta, length=len("residual")), self._span(close, 1))
+
+    @v_args(meta=True)
     def use(self, meta, children):
         (tok,) = children
         return UseSyntax(str(tok)[1:-1], self._span(tok))
@@ -141,23 +158,29 @@ _SLIPS = {
     "a parameter has `=` but no value after it": [
         "conv size=\n", "conv size=", "conv size= stride=2\n", "conv size=sqrt\n",
     ],
-    "a `repeat` block is not closed with `}`": [
+    "a `repeat` or `residual` block is not closed with `}`": [
         "repeat 2 {\nconv\n", "repeat 2 {\n", "repeat 2 {\nrepeat 3 {\nrelu\n}\n",
+        "residual {\nconv\n", "residual {\n",
+    ],
+    "`residual` needs its `{` on the same line: `residual {` or `residual scale=S {`": [
+        "residual\n{\nconv\n}\n", "residual conv\n",
     ],
     "`repeat` needs a count and a `{` on the same line: `repeat N {`": [
         "repeat {\nconv\n}\n", "repeat 2\n{\nconv\n}\n", "repeat x {\n}\n", "repeat 2 conv\n",
     ],
-    "a `}` closes no `repeat` block": ["conv\n}\n", "}\n", "}"],
+    "a `}` closes no block": ["conv\n}\n", "}\n", "}"],
 }
 
 _HINTS = {
     "expected `=` between a parameter's name and its value":
         "write parameters as `name=value`, for example `size=3`",
     "a parameter has `=` but no value after it": "give a number, a word such as `same`, or `sqrt(2)`",
-    "a `repeat` block is not closed with `}`": "add a line with `}` after the block's last statement",
+    "a `repeat` or `residual` block is not closed with `}`": "add a line with `}` after the block's last statement",
+    "`residual` needs its `{` on the same line: `residual {` or `residual scale=S {`":
+        "for example:  residual {   (newline)  conv  (newline)  relu  (newline)  conv  (newline)  }",
     "`repeat` needs a count and a `{` on the same line: `repeat N {`":
         "for example:  repeat 3 {   (newline)  conv  (newline)  relu  (newline)  }",
-    "a `}` closes no `repeat` block": "remove it, or open the block with `repeat N {`",
+    "a `}` closes no block": "remove it, or open the block with `repeat N {` or `residual {`",
 }
 
 
@@ -169,7 +192,7 @@ _SLIPS = {label: examples + ["x\n" + e for e in examples] + ["x\nrepeat 2 {\n" +
 def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSyntax | UseSyntax, ...]:
     """Parse `.arch` text into syntax records; raise `ArchSyntaxError` on a syntax error.
 
-    `use` statements may appear at the top level only (not inside `repeat`)."""
+    `use` statements may appear at the top level only (not inside a block)."""
     if source.startswith("\ufeff"):  # a UTF-8 byte-order mark is no part of the text
         source = source[1:]
     if not source.endswith("\n"):
@@ -195,13 +218,13 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
     all_lines = source_lines(source)
     text_line = all_lines[line - 1] if 0 < line <= len(all_lines) else ""
     if isinstance(err, UnexpectedToken) and err.token.type == "USE":
-        return ArchSyntaxError("`use` is allowed only at the top level, not inside a `repeat` block", span,
+        return ArchSyntaxError("`use` is allowed only at the top level, not inside a `repeat` or `residual` block", span,
                                "move the `use` line to the top of the file")
     if isinstance(err, (UnexpectedToken, UnexpectedCharacters)) and text_line.split()[:1] == ["use"]:
         return ArchSyntaxError("`use` takes one quoted path or module name", span,
                                'write  use "my_rules.py"  (relative to this file) or  use "package.module"')
     if isinstance(err, UnexpectedToken) and err.token.type == "$END" and _open_blocks(source) > 0:
-        label = "a `repeat` block is not closed with `}`"
+        label = "a `repeat` or `residual` block is not closed with `}`"
         return ArchSyntaxError(label, span, _HINTS[label])
     try:
         label = err.match_examples(_parser().parse, _SLIPS, use_accepts=True)
@@ -223,7 +246,7 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
         shown = "end of line"
     return ArchSyntaxError(
         f"unexpected {shown}", span,
-        "statements are `NAME key=value ...`, one per line; blocks are `repeat N {` ... `}`",
+        "statements are `NAME key=value ...`, one per line; blocks are `repeat N {` ... `}` and `residual {` ... `}`",
     )
 
 
@@ -233,7 +256,7 @@ def _open_blocks(source: str) -> int:
 
 
 def _check_nesting(source: str, filename: str) -> None:
-    """Refuse `repeat` blocks nested deeper than MAX_NESTING before parsing (the tree would be
+    """Refuse blocks (`repeat`, `residual`) nested deeper than MAX_NESTING before parsing (the tree would be
     too deep to transform), at the brace that goes too deep."""
     depth = 0
     for number, line in enumerate(source_lines(source), 1):
@@ -242,7 +265,7 @@ def _check_nesting(source: str, filename: str) -> None:
             if char == "{":
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise ArchSyntaxError(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
+                    raise ArchSyntaxError(f"blocks are nested more than {MAX_NESTING} deep",
                                           Span(filename, number, column, source),
                                           "nest fewer blocks; a block that holds only another block is one "
                                           "block with the product of the counts")

@@ -141,10 +141,11 @@ class Program:
             if s.window is not None:
                 terms = s.window.rows.count + s.window.cols.count
                 total += out * (2 * terms + 4)
-            else:
+            elif s.kind == "activation":
                 total += out * ACTIVATION_FLOPS
+            elif s.kind == "join":
+                total += out * JOIN_FLOPS
         return total
-
 
     def largest_state(self) -> tuple[int, "Step | None"]:
         """(numbers, step) of the largest covariance state this program holds for one pair (or
@@ -159,6 +160,7 @@ class Program:
 
 
 ACTIVATION_FLOPS = 40  # a relu map with atan2 and sqrt, NNGP and derivative, S and T
+JOIN_FLOPS = 4  # the end of a residual block: S = S_x + c^2 S_f, the same for T
 
 
 def _slots(d: Demand) -> int:
@@ -195,11 +197,17 @@ def _analyse(name: str, input_shape: Shape, layers, windows, out_demand: Demand 
     demands[count] = out_demand
     if count in variance_at:
         demands[count] = union(demands[count], zero_demand(layers[count - 1].out_shape if count else input_shape))
+    shortcuts: list[Demand | None] = []  # what the shortcut of each open residual block needs
     for i in reversed(range(count)):
         d = demands[i + 1]
+        kind = layers[i].rule.kind
         if d is not None and windows[i] is not None:
             w = windows[i]
             d = (needed_input(w.rows, d[0]), needed_input(w.cols, d[1]))
+        elif kind == "join":  # y = x + c f(x): x (through the shortcut) and f's output need the same planes
+            shortcuts.append(d)
+        elif kind == "fork":  # x feeds the branch and the shortcut (none if the block ends after the program)
+            d = union(d, shortcuts.pop() if shortcuts else None)
         if i in variance_at:
             d = union(d, zero_demand(layers[i].in_shape))
         demands[i] = d

@@ -134,6 +134,9 @@ class LayerRule:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    # True when the layer's output is a fresh zero-mean random projection of its input (a conv,
+    # a dense layer): uncorrelated with anything before it, so it may end a residual branch.
+    fresh_weights: ClassVar[bool] = False
 
     def check(self, p: Params, shape: Shape) -> None:
         """Raise LayerError if the layer cannot follow a map of this shape."""
@@ -234,6 +237,33 @@ class InputRule(LayerRule):
 
     def out_shape(self, p: Params, shape: Shape | None = None) -> Shape:
         return Shape(p.height, p.width, p.channels)
+
+
+class ResidualRule(LayerRule):
+    """The two ends of a `residual scale=c { f }` block, y = x + c f(x): not layers a user names,
+    but statements of the language that the network builder places around the branch f.
+
+    `kind` "fork" keeps (S, T) of x; "join" adds them back: S_y = S_x + c^2 S_f and
+    T_y = T_x + c^2 T_f, exact when f ends in fresh zero-mean weights (then x and f(x) are
+    uncorrelated in the infinite-width limit, and so are their gradients)."""
+
+    name = "residual"
+    params = (Param("scale", "float", 1.0, minimum=0, doc="branch scale c: y = x + c f(x)"),)
+
+    def out_shape(self, p: Params, shape: Shape) -> Shape:
+        return shape
+
+
+class ResidualFork(ResidualRule):
+    """residual: y = x + scale * f(x) over the block's statements."""
+
+    kind = "fork"
+
+
+class ResidualJoin(ResidualRule):
+    """the end of a residual block: y = x + scale * f(x)."""
+
+    kind = "join"
 
 
 # Helpers for rule writers: the per-axis windows of the common layer kinds.

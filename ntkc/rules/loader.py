@@ -37,6 +37,9 @@ def load_rules(spec: "str | Path", base_dir: "str | Path | None" = None) -> Modu
 
     _load_builtins()  # built-ins first, so a user module cannot shadow them by accident
     text = str(spec)
+    if not text.strip() or any(ord(c) < 32 for c in text):
+        raise RuleError(f"rule module {text!r} is not a usable name: it is empty or holds control characters",
+                        hint='write use "my_rules.py" or use "package.module"')
     if isinstance(spec, Path) or is_path(text):
         path = Path(text).expanduser()
         if not path.is_absolute():

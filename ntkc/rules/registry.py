@@ -11,7 +11,7 @@ from .base import (ActivationRule, AugmentRule, InputRule, LayerError, LayerRule
 
 _RULES: dict[str, LayerRule] = {}
 _TYPES = {"int", "float", "bool", "choice"}
-RESERVED = ("repeat", "sqrt", "use")  # words of the .arch grammar
+RESERVED = ("repeat", "residual", "sqrt", "use")  # words of the .arch grammar
 
 
 def register(rule=None, *, replace: bool = False):

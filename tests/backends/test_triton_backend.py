@@ -15,6 +15,7 @@ import torch
 
 import ntkc
 from ntkc.errors import ArchError, BackendError
+from support.nets import RESIDUAL_NETS
 from support.triton_cases import run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -237,12 +238,13 @@ def random_arch(seed: int) -> str:
 
 
 RANDOM = {f"random_{s}": random_arch(s) for s in (11, 12, 13, 14)}
+RESIDUAL = {f"residual_{name}": text for name, text in RESIDUAL_NETS.items()}
 
 
 def _cases() -> list[dict]:
     cases = []
-    for name, arch in {**NETS, **RANDOM}.items():
-        dtypes = ["float64", "float32"] if name in F32 or name.startswith("random") else ["float64"]
+    for name, arch in {**NETS, **RANDOM, **RESIDUAL}.items():
+        dtypes = ["float64", "float32"] if name in F32 or name.startswith(("random", "residual_wrn")) else ["float64"]
         for dtype in dtypes:
             sym = len(name) % 2 == 0  # both kinds of call, fixed per case
             cases.append({"id": f"{name}-{dtype}", "name": f"{name}.arch", "arch": arch, "dtype": dtype,

@@ -8,6 +8,8 @@ A finite CNN in the NTK parameterisation, built here with plain torch ops:
   same:    explicit zero padding (lo, pad_total - lo), TF/JAX 'SAME' sizes; for stride 1 we let
            torch's own padding="same" do it, an independent statement of the same rule
   circular: indices modulo n
+  residual scale=c { f }: y = x + c f(x), f built the same way; its last layer gives as many
+           channels (or units) as x has
 Empirical NNGP of one seed: mean over the output units of f(a) f(b) (a final dense with many
 outputs); empirical NTK of one seed: sum over all trainable parameters of grad f_0(a) . grad
 f_0(b) by autograd (frozen layers' parameters are left out of the gradient). Both are averaged
@@ -62,13 +64,14 @@ def _pads(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
 
 
 class FiniteNet:
-    def __init__(self, layers, shape, width, n_out, generator, mirror_same=False):
-        """mirror_same: put the odd extra pad of 'same' at the low end (a WRONG convention)."""
+    def __init__(self, layers, shape, width, n_out, generator, mirror_same=False, fan=None, branch=False):
+        """mirror_same: put the odd extra pad of 'same' at the low end (a WRONG convention).
+        branch: a residual branch, whose last layer returns to the input's channels / units."""
         height, wid, chans = shape
         h, w, c = height, wid, chans
         self.ops, self.trainable = [], []
         last_dense = max((i for i, (name, _) in enumerate(layers) if name == "dense"), default=None)
-        fan = None
+        c_in, fan_in = c, fan
 
         def randn(*size):
             return torch.randn(*size, generator=generator, dtype=torch.float64)
@@ -78,13 +81,14 @@ class FiniteNet:
             params = []
             if name == "conv":
                 k, s = p["size"], p["stride"]
-                op["W"], op["beta"] = randn(width, c, k, k), randn(width)
+                out_c = c_in if branch and i == len(layers) - 1 else width
+                op["W"], op["beta"] = randn(out_c, c, k, k), randn(out_c)
                 op["scale"] = p["w_std"] / math.sqrt(c * k * k)
                 geo_h, geo_w = _pads(h, k, s, p["padding"]), _pads(w, k, s, p["padding"])
                 if mirror_same:
                     geo_h, geo_w = (geo_h[0], geo_h[2], geo_h[1]), (geo_w[0], geo_w[2], geo_w[1])
                 op["geo"] = geo_h, geo_w
-                h, w, c = geo_h[0], geo_w[0], width
+                h, w, c = geo_h[0], geo_w[0], out_c
                 params = [op["W"], op["beta"]]
             elif name == "avgpool":
                 h = (h - p["size"]) // p["stride"] + 1
@@ -93,10 +97,13 @@ class FiniteNet:
                 fan = c
             elif name == "flatten":
                 fan = c * h * w
+            elif name == "residual":
+                op["body"] = FiniteNet(p["body"], (h, w, c), width, None, generator, mirror_same, fan, branch=True)
+                self.trainable += op["body"].trainable
             elif name == "dense":
-                out = n_out if i == last_dense else width
+                out = fan_in if branch and i == len(layers) - 1 else (n_out if i == last_dense and n_out else width)
                 op["scale"] = p["w_std"] / math.sqrt(fan)
-                if i == last_dense:
+                if i == last_dense and n_out:
                     # only row 0 (output f_0) gets a gradient; keep the other rows apart so the
                     # NTK's autograd does not materialise their (zero) gradients
                     op["W0"], op["Wrest"], op["beta"] = randn(1, fan), randn(out - 1, fan), randn(out)
@@ -140,6 +147,8 @@ class FiniteNet:
                 x = x.mean(dim=(2, 3))
             elif name == "flatten":
                 x = x.reshape(x.shape[0], -1)
+            elif name == "residual":
+                x = x + op["scale"] * op["body"](x)
             elif name == "dense":
                 if "W" in op:
                     y = x @ op["W"].T
@@ -240,6 +249,21 @@ CASES = {
     "deep_relu": Case(
         (6, 6, 3),
         (L("conv", w_std=math.sqrt(2), b_std=0.2), L("relu"), L("conv", stride=2, w_std=math.sqrt(2)),
+         L("relu"), L("gap"), L("dense")),
+        width=128, n_out=1024, seeds=128, exact=False),
+    # residual blocks, linear: exact at any width (a scaled branch after a frozen conv, a block
+    # after the readout whose dense returns to the units it was given)
+    "residual_linear": Case(
+        (6, 5, 2),
+        (L("conv", b_std=0.2, trainable=False), L("residual", scale=0.6, body=[L("identity"), L("conv", w_std=1.3, b_std=0.3)]),
+         L("gap"), L("residual", body=[L("dense", w_std=0.8, b_std=0.1)]), L("dense")),
+        width=512, n_out=1024, seeds=48, exact=True),
+    # a WideResNet-style block: relu conv relu conv around a shortcut, then relu and gap; biased
+    "residual_relu": Case(
+        (6, 6, 3),
+        (L("conv", w_std=math.sqrt(2), b_std=0.2),
+         L("residual", scale=0.7, body=[L("relu"), L("conv", w_std=math.sqrt(2)), L("relu"),
+                                        L("conv", w_std=1.2, b_std=0.1)]),
          L("relu"), L("gap"), L("dense")),
         width=128, n_out=1024, seeds=128, exact=False),
     # dense - erf - dense head after the readout: biased too
@@ -384,6 +408,14 @@ def wrong_conventions(name):
                 ("stride ignored", _kernels(_replace(lays, 0, stride=1), x))]
     if name == "gap_erf_head":
         return [("erf NTK factor without its variance term", _erf_factor_at_zero(lays, x))]
+    if name in ("residual_linear", "residual_relu"):
+        i = [n for n, _ in lays].index("residual")
+        block = lays[i][1]
+        body = list(block["body"])
+        *head, (last, lp) = body
+        scaled = L(last, **{**lp, "w_std": lp["w_std"] * block["scale"], "b_std": lp["b_std"] * block["scale"]})
+        return [("branch scale not squared", _kernels(_replace(lays, i, scale=math.sqrt(block["scale"])), x)),
+                ("shortcut left out", _kernels(lays[:i] + head + [scaled] + lays[i + 1:], x))]
     if name == "dense_head":
         return [("hidden dense frozen (no + S')", _kernels(_replace(lays, 3, trainable=False), x))]
     return []

@@ -25,6 +25,7 @@ from support.reference import arch_text, layer as L, parse_arch, reference_kerne
 
 from support.checks import (DEGENERATE_F32_TOL, DEGENERATE_F64_TOL, F32_TOL, F64_TOL,  # noqa: F401
                             assert_close, images)
+from support.compare import check_package, run_package  # noqa: F401
 
 
 # ==============================================================================================
@@ -259,7 +260,10 @@ def linear_net_by_features(layers, x1, x2):
 @st.composite
 def linear_networks(draw):
     h, w, c = draw(st.integers(1, 7)), draw(st.integers(1, 7)), draw(st.integers(1, 3))
-    layers, _ = _draw_body(draw, h, w, activations=("identity",), max_depth=3, same_sizes=(1, 2, 3, 4, 5))
+    # (no residual blocks: explicit features would only restate the formula they test; the
+    # finite residual networks of test_montecarlo.py check it)
+    layers, _ = _draw_body(draw, h, w, activations=("identity",), max_depth=3, same_sizes=(1, 2, 3, 4, 5),
+                           residual=False)
     layers += _draw_head(draw, activations=("identity",))
     return (h, w, c), layers
 
@@ -333,43 +337,6 @@ dense w_std=2
 # ==============================================================================================
 # Part 2: the package against the reference
 # ==============================================================================================
-
-
-def run_package(text, x1, x2=None, dtype=torch.float64):
-    import ntkc  # the package must be importable: a failure here is a test failure, not a skip
-
-    tdtype = torch.float32 if dtype == torch.float32 else torch.float64
-    t1 = torch.tensor(x1, dtype=tdtype)
-    t2 = None if x2 is None else torch.tensor(x2, dtype=tdtype)
-    r = ntkc.compile(text)(t1, t2, dtype=dtype, backend="torch")
-    for K in (r.nngp, r.ntk):
-        assert isinstance(K, torch.Tensor), type(K)
-        assert K.dtype == dtype, K.dtype
-        assert tuple(K.shape) == (len(x1), len(x1) if x2 is None else len(x2))
-    return r.nngp.detach().cpu().double().numpy(), r.ntk.detach().cpu().double().numpy()
-
-
-def check_package(text, x1, x2=None, what=""):
-    """Compare float64 (1e-10) and float32 (1e-5) package results with the reference.
-
-    The tolerance is relative to the largest |entry|, or, where that is larger, to the largest
-    entry of the same network on |x|: a kernel entry is a sum of terms whose magnitudes the
-    |x| kernel bounds (every term is >= 0 there), so this is the scale of the rounding errors.
-    It only matters when the terms cancel, e.g. `gap` right after the input, where the kernel
-    is mean(a) mean(b) and can be 1e-5 of the pixel products it sums (float32 then keeps only
-    ~3 digits of it, in any implementation)."""
-    shape, layers = parse_arch(text)
-    want = reference_kernels(layers, x1, x2)
-    magnitude = reference_kernels(layers, np.abs(x1), None if x2 is None else np.abs(x2))
-    tols = ((torch.float64, F64_TOL), (torch.float32, F32_TOL))
-    if R.min_relu_decorrelation(layers, x1, x2) < 1e-9:
-        # exactly collinear features at a relu: only ~sqrt(eps) is attainable in ANY
-        # implementation (see reference.min_relu_decorrelation and test_degenerate_relu_inputs)
-        tols = ((torch.float64, DEGENERATE_F64_TOL), (torch.float32, DEGENERATE_F32_TOL))
-    for dtype, tol in tols:
-        got = run_package(text, x1, x2, dtype)
-        for kind, g, w, m in zip(("nngp", "ntk"), got, want, magnitude):
-            assert_close(g, w, tol, f"{what} {kind} {dtype}\n{text}", scale=max(np.abs(w).max(), np.abs(m).max()))
 
 
 def _arch(shape, body):
@@ -523,12 +490,41 @@ W_STDS = [0.5, 1.0, math.sqrt(2), 1.7]
 B_STDS = [0.0, 0.1, 0.6]
 
 
-def _draw_body(draw, h, w, activations=R.ACTIVATIONS, max_depth=4, same_sizes=(1, 3, 5)):
-    """Conv / activation / avgpool layers whose maps never shrink below 1x1."""
+def _draw_branch(draw, activations, nested: bool):
+    """The body of a residual block: shape-keeping layers (stride 1, `same` odd sizes or 1x1
+    `valid`, dilation), ending in a conv."""
+    body = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["act", "conv"] + (["residual"] if nested else [])))
+        if kind == "act":
+            body.append((draw(st.sampled_from(activations)), {}))
+        elif kind == "residual":
+            body.append(("residual", dict(scale=draw(st.sampled_from([0.5, 1.0])),
+                                          body=_draw_branch(draw, activations, False))))
+        else:
+            body.append(_draw_same_conv(draw))
+    body.append(_draw_same_conv(draw))
+    return body
+
+
+def _draw_same_conv(draw):
+    size, padding = draw(st.sampled_from([(1, "valid"), (1, "same"), (3, "same")]))
+    return ("conv", dict(size=size, padding=padding, dilation=draw(st.sampled_from([1, 1, 2])),
+                         w_std=draw(st.sampled_from(W_STDS)), b_std=draw(st.sampled_from(B_STDS)),
+                         trainable=draw(st.booleans())))
+
+
+def _draw_body(draw, h, w, activations=R.ACTIVATIONS, max_depth=4, same_sizes=(1, 3, 5), residual=True):
+    """Conv / activation / avgpool layers whose maps never shrink below 1x1, and residual blocks
+    after the first conv."""
     layers = []
     for _ in range(draw(st.integers(0, max_depth))):
-        kind = draw(st.sampled_from(["conv", "conv", "act", "avgpool"]))
-        if kind == "conv":
+        seen_conv = residual and any(name == "conv" for name, _ in layers)
+        kind = draw(st.sampled_from(["conv", "conv", "act", "avgpool"] + (["residual"] if seen_conv else [])))
+        if kind == "residual":
+            layers.append(("residual", dict(scale=draw(st.sampled_from([0.6, 1.0, 1.4])),
+                                            body=_draw_branch(draw, activations, True))))
+        elif kind == "conv":
             padding = draw(st.sampled_from(["same", "valid", "circular"]))
             if padding == "same":  # even sizes with 'same': see test_package_even_kernel_sizes
                 k = draw(st.sampled_from(same_sizes))

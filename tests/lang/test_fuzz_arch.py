@@ -25,7 +25,7 @@ MUTANTS_PER_FILE = 60
 BUDGET_SECONDS = 45.0
 
 WORDS = ["input", "conv", "relu", "erf", "gelu", "abrelu", "leaky_relu", "identity", "avgpool", "lap", "gap",
-         "flatten", "dense", "flip", "repeat", "use", "sqrt", "size", "stride", "dilation", "padding", "w_std",
+         "flatten", "dense", "flip", "repeat", "residual", "scale", "use", "sqrt", "size", "stride", "dilation", "padding", "w_std",
          "b_std", "trainable", "height", "width", "channels", "same", "valid", "circular", "true", "false",
          "a", "b", "slope", "sine", "freq", "nonesuch"]
 NUMBERS = ["0", "-1", "1", "2", "3000", "2147483648", "1e308", "1e-320", "-0.0", "9" * 60, "9" * 5000,
@@ -65,10 +65,11 @@ def _mutate(text: str, rng: random.Random) -> str:
         i = rng.randrange(len(lines))
         lines[i] += f" {rng.choice(WORDS)}={rng.choice(NUMBERS + WORDS)}"
         return "\n".join(lines)
-    # nest the body in repeat blocks, or leave a brace open
+    # nest the body in repeat or residual blocks, or leave a brace open
     i = rng.randrange(len(lines))
     depth = rng.choice([1, 3, 60, 200])
-    return "\n".join(lines[:i] + [f"repeat {rng.choice(['1', '2', '0', '99999'])} {{"] * depth + lines[i:]
+    opener = rng.choice([f"repeat {rng.choice(['1', '2', '0', '99999'])} {{", "residual {", "residual scale=0.5 {"])
+    return "\n".join(lines[:i] + [opener] * depth + lines[i:]
                      + ["}"] * rng.choice([0, depth, depth + 1]))
 
 
@@ -83,7 +84,7 @@ def test_mutated_examples_compile_or_give_located_errors():
             if rng.random() < 0.3:
                 src = _mutate(src, rng)  # two mutations at once
             try:
-                k = ntkc.compile(src, str(path))
+                k = ntkc.compile(src.encode(), str(path))  # bytes: always the text (a str could name a file)
                 k.describe()
                 outcomes["compiled"] += 1
             except ArchError as err:

@@ -122,3 +122,9 @@ def test_compile_of_a_non_text_argument_is_a_clear_error(spec):
 def test_compile_accepts_utf8_bytes():
     k = ntkc.compile((HEAD + "conv\n" + TAIL).encode())
     assert k.arch.input.width == 8
+
+
+@pytest.mark.parametrize("target", ["a\x00b.py", "", "  ", "rules\x1b.py"], ids=["nul", "empty", "blank", "esc"])
+def test_use_of_an_unusable_name_is_a_located_error(target):
+    err = _located(f'use "{target}"\n' + HEAD + "flatten\n")
+    assert err.span.line == 1 and "rule module" in err.message

@@ -56,7 +56,7 @@ def test_every_error_class_is_covered():
     names = {p.stem for p in (GOLDEN / "errors").glob("*.arch")}
     wanted = ["syntax_", "unknown_layer", "unknown_parameter", "missing_parameter", "repeated_parameter",
               "ill_typed", "bad_value", "map_shrinks", "conv_after_readout", "missing_input", "no_readout",
-              "repeat_zero", "dense_before_readout"]
+              "repeat_zero", "dense_before_readout", "residual_"]
     for w in wanted:
         assert any(n.startswith(w) for n in names), w
 

@@ -67,3 +67,56 @@ flatten
 dense
 """,
 }
+
+
+# residual blocks: nested, repeated, scaled, after the readout, frozen layers, every readout
+RESIDUAL_NETS = {
+    "wrn_block_gap": """input height=5 width=6 channels=2
+conv w_std=sqrt(2) b_std=0.1
+residual {
+  relu
+  conv w_std=sqrt(2)
+  relu
+  conv w_std=1.2 b_std=0.2
+}
+relu
+gap
+dense
+""",
+    "repeat_scaled_nested_flatten": """input height=6 width=5 channels=1
+conv w_std=1.4 trainable=false
+repeat 2 {
+  residual scale=0.6 {
+    erf
+    conv size=1
+    residual scale=1.3 {
+      relu
+      conv dilation=2 b_std=0.3
+    }
+    identity
+    conv size=3 trainable=false
+  }
+}
+relu
+flatten
+dense b_std=0.2
+""",
+    "pool_lap_around_blocks_and_a_dense_block": """input height=6 width=6 channels=2
+conv w_std=sqrt(2)
+relu
+avgpool size=2
+residual {
+  gelu
+  conv size=3 w_std=1.1
+  conv size=1 padding=valid
+}
+lap size=3
+relu
+gap
+residual scale=0.5 {
+  relu
+  dense w_std=1.5 b_std=0.1
+}
+dense trainable=false
+""",
+}

@@ -5,7 +5,8 @@ S[h1, w1, h2, w2] (position (h1, w1) of image a against (h2, w2) of image b). It
 code with the `ntkc` package and never imports it, so the package can be tested against it.
 
 A network is a list of layers `(name, params)`; `params` is a dict with every parameter
-resolved (use `layer()` to fill in the defaults). `parse_arch()` is a deliberately tiny reader
+resolved (use `layer()` to fill in the defaults). A residual block is the layer
+`("residual", {"scale": c, "body": [layers]})`: y = x + c f(x), f the body. `parse_arch()` is a deliberately tiny reader
 for `.arch` text (only what the tests write) and `arch_text()` writes a layer list back out, so
 the tests can build both the package's input and the reference's from one description.
 
@@ -40,6 +41,7 @@ DEFAULTS = {
     "flip": {},
     "gap": {},
     "flatten": {},
+    "residual": {"scale": 1.0, "body": None},
 }
 
 
@@ -52,6 +54,11 @@ def layer(name: str, **params) -> tuple[str, dict]:
     if unknown:
         raise ValueError(f"{name}: unknown parameters {sorted(unknown)}")
     full.update(params)
+    if name == "residual":
+        if not full["body"]:
+            raise ValueError("residual needs a non-empty body=[layers]")
+        full["body"] = [layer(n, **p) for n, p in full["body"]]
+        full["scale"] = float(full["scale"])
     if name == "avgpool":
         if full["size"] is None:
             raise ValueError("avgpool needs size=")
@@ -221,19 +228,9 @@ def _diagonal(S):
     return S if S.ndim == 0 else np.einsum("ijij->ij", S)
 
 
-def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
-    """Propagate (S, T) of the pair (xa, xb) through `layers`.
-
-    var_a / var_b: the variances v at the input of each activation, from the self pairs. When
-    they are None this IS a self pair (xa is xb) and the variances are read off its own
-    diagonal and returned, so the caller can run the self pairs first and reuse them.
-    probe(name, u, v1, v2), if given, sees the input of every activation.
-    """
-    C = xa.shape[0]
-    S = np.einsum("cij,ckl->ijkl", xa, xb) / C
-    T = np.zeros_like(S)
-    recorded = []
-    n_act = 0
+def _run(layers, S, T, var_a, var_b, recorded, n_act, probe):
+    """(S, T) after `layers`, from (S, T); `n_act[0]` counts the activations passed so far (across
+    nested residual blocks), `recorded` collects the variances of a self pair."""
     for name, p in layers:
         if name == "conv":
             if S.ndim == 0:
@@ -273,8 +270,8 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
                 v1 = v2 = _diagonal(S)
                 recorded.append(v1)
             else:
-                v1, v2 = var_a[n_act], var_b[n_act]
-            n_act += 1
+                v1, v2 = var_a[n_act[0]], var_b[n_act[0]]
+            n_act[0] += 1
             if S.ndim == 4:
                 v1 = v1[:, :, None, None]
                 v2 = v2[None, None, :, :]
@@ -282,6 +279,11 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
                 probe(name, S, v1, v2)
             S, factor = _activation(name, p)(S, v1, v2)
             T = factor * T
+        elif name == "residual":
+            # y = x + c f(x): the branch starts from x's (S, T); x and f(x) are uncorrelated
+            # (f ends in fresh zero-mean weights), so the covariances add, f's scaled by c^2
+            S_f, T_f = _run(p["body"], S, T, var_a, var_b, recorded, n_act, probe)
+            S, T = S + p["scale"] ** 2 * S_f, T + p["scale"] ** 2 * T_f
         elif name == "gap":
             if S.ndim == 0:
                 raise ValueError("second readout")
@@ -298,6 +300,22 @@ def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
             S = S_new
         else:
             raise ValueError(f"unknown layer {name!r}")
+    return S, T
+
+
+def _pair(layers, xa, xb, var_a=None, var_b=None, probe=None):
+    """Propagate (S, T) of the pair (xa, xb) through `layers`.
+
+    var_a / var_b: the variances v at the input of each activation, from the self pairs. When
+    they are None this IS a self pair (xa is xb) and the variances are read off its own
+    diagonal and returned, so the caller can run the self pairs first and reuse them.
+    probe(name, u, v1, v2), if given, sees the input of every activation.
+    """
+    C = xa.shape[0]
+    S = np.einsum("cij,ckl->ijkl", xa, xb) / C
+    T = np.zeros_like(S)
+    recorded = []
+    S, T = _run(layers, S, T, var_a, var_b, recorded, [0], probe)
     if S.ndim != 0:
         raise ValueError("the network has no readout (gap or flatten)")
     return float(S), float(T), recorded
@@ -398,17 +416,30 @@ def _format_value(value) -> str:
 def arch_text(layers, height, width, channels, explicit=True) -> str:
     """`.arch` source for `layers`. explicit=False leaves out parameters equal to their default."""
     lines = [f"input height={height} width={width} channels={channels}"]
-    for name, params in layers:
-        name, full = layer(name, **params)
-        shown = {
-            key: value
-            for key, value in full.items()
-            if explicit or key == "size" and name == "avgpool" or DEFAULTS[name].get(key, object()) != value
-        }
-        if name == "avgpool" and not explicit and shown.get("stride") == full["size"]:
-            del shown["stride"]
-        lines.append(" ".join([name] + [f"{k}={_format_value(v)}" for k, v in shown.items()]))
+
+    def write(layers, indent):
+        for name, params in layers:
+            name, full = layer(name, **params)
+            if name == "residual":
+                lines.append(f"{indent}residual scale={_format_value(full['scale'])} {{")
+                write(full["body"], indent + "  ")
+                lines.append(f"{indent}}}")
+                continue
+            lines.append(indent + _layer_text(name, full, explicit))
+
+    write(layers, "")
     return "\n".join(lines) + "\n"
+
+
+def _layer_text(name, full, explicit) -> str:
+    shown = {
+        key: value
+        for key, value in full.items()
+        if explicit or key == "size" and name == "avgpool" or DEFAULTS[name].get(key, object()) != value
+    }
+    if name == "avgpool" and not explicit and shown.get("stride") == full["size"]:
+        del shown["stride"]
+    return " ".join([name] + [f"{k}={_format_value(v)}" for k, v in shown.items()])
 
 
 def _parse_value(text: str):
@@ -428,11 +459,12 @@ def _parse_value(text: str):
 def parse_arch(text: str):
     """A tiny `.arch` reader: returns ((height, width, channels), layers with defaults filled).
 
-    Enough for the hand-written networks of the tests: `#` comments, `repeat N {` ... `}` blocks
-    (nestable, braces as the brief writes them), `key=value` with numbers, words and sqrt(x).
+    Enough for the hand-written networks of the tests: `#` comments, `repeat N {` ... `}` and
+    `residual [scale=S] {` ... `}` blocks (nestable, braces as the tests write them), `key=value`
+    with numbers, words and sqrt(x).
     """
     stack = [[]]  # open blocks: lists of statements
-    counts = []
+    opened = []   # per open block: ("repeat", count) or ("residual", scale)
     shape = None
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -440,12 +472,21 @@ def parse_arch(text: str):
             continue
         m = re.fullmatch(r"repeat\s+(\d+)\s*\{", line)
         if m:
-            counts.append(int(m.group(1)))
+            opened.append(("repeat", int(m.group(1))))
+            stack.append([])
+            continue
+        m = re.fullmatch(r"residual(?:\s+scale=(\S+))?\s*\{", line)
+        if m:
+            opened.append(("residual", 1.0 if m.group(1) is None else _parse_value(m.group(1))))
             stack.append([])
             continue
         if line == "}":
             body = stack.pop()
-            stack[-1].extend(body * counts.pop())
+            kind, value = opened.pop()
+            if kind == "repeat":
+                stack[-1].extend(body * value)
+            else:
+                stack[-1].append(layer("residual", scale=value, body=body))
             continue
         name, *pairs = line.split()
         if name == "use":  # a rule module for the package; the reference has its own formulas

@@ -278,11 +278,15 @@ class TorchBackend:
         maps: list[torch.Tensor] = []
         var_at = set(prog.prog.variance_at)
         lay = prog.inputs
+        saved: list = []  # the shortcuts of the open residual blocks
         for pos, entry in enumerate(prog.steps):
             if pos in var_at:
                 maps.append(self._diag_map(lay, s))
-            if entry["step"].kind == "activation":
+            kind = entry["step"].kind
+            if kind == "activation":
                 s, _ = self._activation(entry, s, None, maps[-1], None, None)
+            elif kind in ("fork", "join"):
+                s, _ = self._residual(entry, s, None, saved)
             else:
                 s, _ = self._window(entry, s, None)
             lay = entry["layout"]
@@ -305,10 +309,14 @@ class TorchBackend:
         s = self._input_covariance(prog.inputs, xa, xb)
         t = None  # the NTK is zero until the first trainable layer
         act = 0
+        saved: list = []  # the shortcuts of the open residual blocks
         for entry in prog.steps:
-            if entry["step"].kind == "activation":
+            kind = entry["step"].kind
+            if kind == "activation":
                 s, t = self._activation(entry, s, t, va[act], vb[act], same, traced)
                 act += 1
+            elif kind in ("fork", "join"):
+                s, t = self._residual(entry, s, t, saved)
             else:
                 s, t = self._window(entry, s, t, ntk=True)
         if t is None:
@@ -350,6 +358,21 @@ class TorchBackend:
         if w.trainable:
             t = s_new.clone() if t is None else t.add_(s_new)
         return s_new, t
+
+    @staticmethod
+    def _residual(entry, s, t, saved: list):
+        """The ends of `residual scale=c { f }`: a fork keeps (S, T) of x; a join returns
+        S_x + c^2 S_f and T_x + c^2 T_f (T None stands for zero)."""
+        if entry["step"].kind == "fork":
+            saved.append((s.clone(), None if t is None else t.clone()))  # later layers may work in place
+            return s, t
+        s_x, t_x = saved.pop()
+        c2 = entry["step"].layer.params.scale ** 2
+        s = s_x + c2 * s if c2 != 1.0 else s_x + s
+        if t is not None:
+            t = c2 * t if c2 != 1.0 else t
+            t = t if t_x is None else t_x + t
+        return s, t
 
     def _activation(self, entry, s, t, va, vb, same, traced: bool = False):
         step, lay = entry["step"], entry["layout"]

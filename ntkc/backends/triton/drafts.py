@@ -68,7 +68,7 @@ def _multipliers(steps) -> list[tuple[int, int]]:
 
 def _signature(step: Step, mult) -> tuple:
     layer = step.layer
-    return (layer.rule.name, layer.params, step.window, layer.in_shape, layer.out_shape, mult)
+    return (layer.rule.name, layer.params, step.window, layer.in_shape, layer.out_shape, mult, layer.rule.kind)
 
 
 _MAX_BLOCK = 32  # the longest block of layers looked for as a repeated unit
@@ -83,12 +83,24 @@ def _find_run(sig: list[tuple], i: int) -> tuple[int, int]:
         first = sig[i:i + length]
         if first[0][3] != first[-1][4]:  # the block must end on the shape it starts from
             continue
+        if not _balanced(first):  # and hold whole residual blocks
+            continue
         reps = 1
         while i + (reps + 1) * length <= n and sig[i + reps * length:i + (reps + 1) * length] == first:
             reps += 1
         if reps > 1 and length * reps > best[0] * best[1]:
             best = (length, reps)
     return best
+
+
+def _balanced(block: list[tuple]) -> bool:
+    """True when every residual block that starts in `block` ends in it, and the other way round."""
+    depth = 0
+    for sig in block:
+        depth += {"fork": 1, "join": -1}.get(sig[-1], 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _input_multiplier(steps, mults) -> tuple[int, int]:

@@ -143,6 +143,28 @@ class StepsMixin:
             self.areas[key] = {"index": j, "size": size, "row": row, "parity": 0}
         return self.areas[key]
 
+    def residual(self, step: Step, t_live: bool) -> bool:
+        """The ends of `residual scale=c { f }`: keep x's tiles at the fork; at the join,
+        S = S_x + c^2 S_f and T = T_x + c^2 T_f (a T that was not yet live at the fork is 0)."""
+        self.comment_step(step)
+        b = self.body
+        if step.kind == "fork":
+            k = len(self.shortcuts)
+            self.shortcuts.append((k, t_live))
+            b.line(f"s_res{k} = s  # the shortcut x")
+            if t_live:
+                b.line(f"t_res{k} = t")
+            return t_live
+        k, t_was_live = self.shortcuts.pop()
+        c2 = step.layer.params.scale ** 2
+        times = f"{literal(c2)} * " if c2 != 1.0 else ""
+        b.line(f"s = s_res{k} + {times}s  # y = x + c f(x): the two are uncorrelated, so S adds")
+        if t_live and t_was_live:
+            b.line(f"t = t_res{k} + {times}t")
+        elif t_live and times:
+            b.line(f"t = {times}t")
+        return t_live
+
     def activation(self, step: Step, shape, mult, t_live: bool) -> bool:
         layer = step.layer
         rule, params = layer.rule, layer.params

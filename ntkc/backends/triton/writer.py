@@ -33,6 +33,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
         self.loop: dict | None = None        # inside a run-time loop over repeated layers
         self.taps: dict[tuple, str] = {}
         self.math_count = 0
+        self.shortcuts: list[tuple[int, bool]] = []  # open residual blocks: (depth, T live at the fork)
         act_layers = plan.activations
         self.act_ordinal = {layer: k for k, layer in enumerate(act_layers)}
 
@@ -116,7 +117,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
             b.line(f"plane = (offs_i % {n_planes})[:, None]")
             b.line(f"dy = plane // {band_x.count}{_plus(band_y.lo)}  # displacement rows in [{band_y.lo}, {band_y.hi}]")
             b.line(f"dx = plane % {band_x.count}{_plus(band_x.lo)}  # displacement cols in [{band_x.lo}, {band_x.hi}]")
-        if any(s.window is None for s in steps):
+        if any(s.kind == "activation" for s in steps):
             self.arg("same_ptr")
             b.line("# self pairs (the same image twice), on the diagonal plane D = 0")
             b.line("same_diag = (tl.load(same_ptr + pair, mask=mask_i, other=0) != 0) & (dy == 0) & (dx == 0)")
@@ -151,10 +152,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
                 continue
             step = steps[i]
             out_shape = (step.layer.out_shape.height, step.layer.out_shape.width)
-            if step.window is None:
-                t_live = self.activation(step, shape, mults[i], t_live)
-            else:
-                t_live = self.window(step, shape, out_shape, cur_mult, mults[i], t_live)
+            t_live = self.step(step, shape, out_shape, cur_mult, mults[i], t_live)
             shape = out_shape
             cur_mult = mults[i]
             i += 1
@@ -172,6 +170,14 @@ class _KernelWriter(SourcesMixin, StepsMixin):
         )
         return src, spec
 
+    def step(self, step, shape, out_shape, in_mult, out_mult, t_live: bool) -> bool:
+        """Emit one step inside the stage; returns whether T is live after it."""
+        if step.kind == "activation":
+            return self.activation(step, shape, out_mult, t_live)
+        if step.kind in ("fork", "join"):
+            return self.residual(step, t_live)
+        return self.window(step, shape, out_shape, in_mult, out_mult, t_live)
+
     def repeated(self, steps, mults, i, length, reps, shape, cur_mult, t_live):
         """`reps` repetitions of steps[i:i+length] as one run-time loop (code size independent of
         depth). Everything a repetition reads is the same but its variance maps, `rep` blocks on."""
@@ -187,7 +193,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
             sh = (st.layer.out_shape.height, st.layer.out_shape.width)
             m = mults[i + k]
             self.plane(sh, m)
-        acts = [st for st in block if st.window is None]
+        acts = [st for st in block if st.kind == "activation"]
         step_var = sum(st.layer.in_shape.height * st.layer.in_shape.width for st in acts)
         uses: dict[tuple, int] = {}
         sh, m = shape, cur_mult
@@ -202,10 +208,7 @@ class _KernelWriter(SourcesMixin, StepsMixin):
         b.level += 1
         for k, st in enumerate(block):
             out = (st.layer.out_shape.height, st.layer.out_shape.width)
-            if st.window is None:
-                t_live = self.activation(st, shape, mults[i + k], t_live)
-            else:
-                t_live = self.window(st, shape, out, cur_mult, mults[i + k], t_live)
+            t_live = self.step(st, shape, out, cur_mult, mults[i + k], t_live)
             shape, cur_mult = out, mults[i + k]
         b.level -= 1
         for key, u in uses.items():

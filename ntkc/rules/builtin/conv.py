@@ -19,6 +19,7 @@ class Conv(WindowRule):
     """conv: k x k convolution (stride, dilation, same/valid/circular padding, weight and bias std)."""
 
     name = "conv"
+    fresh_weights = True
     params = (
         Param("size", "int", 3, minimum=1, doc="kernel size k (k x k)"),
         Param("stride", "int", 1, minimum=1, doc="stride s"),

@@ -9,10 +9,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from .engine.sizes import TILE
+from ._version import __version__
+from .engine.sizes import TILE, memory_bytes
 from .errors import NtkcError
 from .util.atomic import write_text
 from .util.precision import PRECISIONS
@@ -31,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
                "  ntkc run experiments/digits_size.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"ntkc {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def rules_arg(q):
+        q.add_argument("--no-user-rules", action="store_true",
+                       help="refuse .arch files with `use` lines (they import Python modules, running their "
+                            "code): for files from elsewhere")
 
     c = sub.add_parser("compile", help="check an architecture and print its plan or generated Triton source",
                        description="Parse and check a .arch file, then print what it compiles to.")
@@ -39,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--emit", choices=("plan", "triton", "report"), default="plan",
                    help="plan: stages, demanded planes and work per pair (default); triton: the generated "
                         "kernel source; report: registers, shared memory and spills per kernel (sm_80, sm_90)")
+    rules_arg(c)
     c.set_defaults(func=cmd_compile)
 
     def data_args(q):
@@ -46,13 +55,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="digits (built in, default), cifar10, mnist, fashion-mnist, or a .npz file")
         q.add_argument("--data-dir", help="folder holding the dataset's files (cifar10, mnist)")
         q.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="image layout of a .npz")
-        q.add_argument("--n-train", type=int, help="class-balanced training subset size (default: all)")
-        q.add_argument("--n-test", type=int, help="class-balanced test subset size (default: all)")
-        q.add_argument("--seed", type=int, default=0, help="seed for subsets and splits")
+        q.add_argument("--n-train", type=_count_arg(1), help="class-balanced training subset size (default: all)")
+        q.add_argument("--n-test", type=_count_arg(0), help="class-balanced test subset size (default: all)")
+        q.add_argument("--seed", type=_count_arg(0), default=0, help="seed for subsets and splits (>= 0)")
         q.add_argument("--zca", type=float, help="ZCA whitening with this regulariser (fraction of the mean eigenvalue)")
         q.add_argument("--dtype", choices=PRECISIONS, default="float64", help="kernel precision")
         q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
+        rules_arg(q)
 
     def store_args(q):
         q.add_argument("--store", metavar="DIR",
@@ -64,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "(default: start a local one)")
         q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches (with or without "
                                                           "--store), e.g. 512M or 4G (default 2G)")
-        q.add_argument("--tile", type=int, default=TILE, help=f"images per tile side in a store (default {TILE})")
+        q.add_argument("--tile", type=_count_arg(1), default=TILE,
+                       help=f"images per tile side in a store (default {TILE})")
         q.add_argument("--verify", action="store_true",
                        help="with --store: first check every stored tile's checksum and the assembled "
                             "matrices against the tiles; recompute and reassemble what is damaged")
@@ -104,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("file", help="the .arch file")
     data_args(m)
     m.add_argument("--widths", default="64,128,256", help="hidden widths, comma separated (default 64,128,256)")
-    m.add_argument("--steps", type=int, default=200, help="gradient-descent steps (default 200)")
+    m.add_argument("--steps", type=_count_arg(1), default=200, help="gradient-descent steps (default 200)")
     m.add_argument("--lr", default="auto", help="learning rate, or 'auto' for 1 / (largest NTK eigenvalue), half "
                                                 "the stability limit (default)")
     m.add_argument("--seeds", default="2", help="network seeds: a count N (seeds 0..N-1) or a list 0,5,7 (default 2)")
@@ -119,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "config and a plot to its output folder.")
     e.add_argument("config", help="experiment YAML file")
     e.add_argument("--quiet", action="store_true")
+    rules_arg(e)
     e.set_defaults(func=cmd_run)
 
     l = sub.add_parser("layers", help="list the layers the .arch language knows, with their parameters",
@@ -127,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     l.add_argument("files", nargs="*", help=".arch files whose `use` lines load user rules")
     l.add_argument("--rules", action="append", default=[], metavar="MODULE",
                    help="a rule module to load (a .py path or a dotted module name); repeatable")
+    rules_arg(l)
     l.set_defaults(func=cmd_layers)
     return p
 
@@ -134,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "no_user_rules", False):
+            _refuse_user_rules(args)
         return args.func(args) or 0
     except NtkcError as err:
         print(f"ntkc: error: {err}", file=sys.stderr)
@@ -141,6 +156,71 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ntkc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`ntkc compile F | head -1`): stop quietly, as Unix tools
+    do, with the status of a process ended by SIGPIPE. Point stdout at /dev/null first, so the
+    interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 128 + 13
+
+
+# -- checks made before any work ----------------------------------------------------------------
+
+def _count_arg(least: int):
+    """An argparse type: an integer >= `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give an integer >= {least}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _refuse_user_rules(args) -> None:
+    """--no-user-rules: load every .arch file the command names with user rules refused, before
+    anything else reads them (a `use` line would import Python, running it)."""
+    from .lang.network import load
+
+    files = list(getattr(args, "files", None) or []) + ([args.file] if getattr(args, "file", None) else [])
+    if getattr(args, "config", None):
+        from .learn.experiment import load_config
+
+        files += load_config(args.config)["architectures"]
+    if getattr(args, "rules", None):
+        raise NtkcError("--rules loads user rules, and --no-user-rules refuses them", hint="give one of the two")
+    for f in files:
+        load(Path(f), user_rules=False)
+
+
+def _output(path: str | None, flag: str) -> None:
+    """Check, before the work, that `path` can be written at the end: not a folder, in a folder
+    that exists (it is made now if missing) and can be written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise NtkcError(f"{flag} {path} is a folder", hint=f"give {flag} a file name, e.g. {p / 'out'}")
+    parent = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NtkcError(f"{flag} {path}: cannot make the folder {parent} ({err.strerror or err})",
+                        hint="give a path in a folder you can write") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise NtkcError(f"{flag} {path} cannot be written (no permission)", hint="give a path you can write")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -148,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_compile(args) -> int:
     import ntkc
 
-    k = ntkc.compile(args.file)
+    k = ntkc.compile(Path(args.file))
     if args.emit == "plan":
         print(k.describe())
     elif args.emit == "triton":
@@ -170,7 +250,7 @@ def cmd_layers(args) -> int:
     for spec in args.rules:
         ntkc.load_rules(spec, os.getcwd())
     for f in args.files:
-        load(f)
+        load(Path(f))
 
     for name, rule in known_rules().items():
         params = " ".join(p.describe() for p in rule.params)
@@ -198,20 +278,17 @@ def _store_opts(args) -> dict | None:
 
 
 def _bytes_arg(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().rstrip("b")
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512M or 4G") from None
+        return memory_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def cmd_gram(args) -> int:
     store = _store_opts(args)
     if store is None and not args.out:
         raise NtkcError("ntkc gram needs --out FILE.npz or --store DIR (or both)")
+    _output(args.out, "--out")
     from .learn.tasks import dataset_kernels, save_npz
 
     ds = _load(args)
@@ -236,6 +313,12 @@ def cmd_gram(args) -> int:
 def cmd_regress(args) -> int:
     from .learn.tasks import format_table, regress_one
 
+    _output(args.json, "--json")
+    if args.times:
+        from .learn.times import parse_times
+
+        parse_times(args.times)
+        _output(args.plot, "--plot")
     ds = _load(args)
     print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
           f"{ds.image_shape}; {ds.description}")
@@ -276,8 +359,6 @@ def _regress_times(args, ds, store) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pathlib import Path
-
     from .learn.compare import compare, format_table, plot
 
     widths = _int_list(args.widths, "--widths")
@@ -292,13 +373,13 @@ def cmd_compare(args) -> int:
             lr = float(lr)
         except ValueError:
             raise NtkcError(f"--lr must be a number or 'auto', got {args.lr!r}") from None
+    out = Path(args.out or f"out/compare_{Path(args.file).stem}")
+    _output(str(out / "results.json"), "--out")
     ds = _load(args)
     print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
           f"{ds.image_shape}; {ds.description}")
     res = compare(args.file, ds, widths, args.steps, lr, seeds, times, args.device, args.net_dtype,
                   args.dtype, args.backend, args.quiet)
-    out = Path(args.out or f"out/compare_{Path(args.file).stem}")
-    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.json", json.dumps(res, indent=2))
     plot(res, out / "compare.png")
     print(format_table(res))

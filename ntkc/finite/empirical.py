@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, jacrev
 
+from ..engine.inputs import check_images, resolve_device
 from ..errors import InputError
 from .network import FiniteNetwork
 
@@ -87,14 +88,6 @@ def _ntk(net: FiniteNetwork, x1: torch.Tensor, x2: torch.Tensor | None) -> torch
     return out
 
 
-def _as_tensor(x, name, dtype, device) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-    return x.to(dtype=dtype, device=device)
-
-
 def empirical_kernels(arch, x1, x2=None, width: int = 256, n_nets: int = 8, seed: int = 0,
                       out_dim: int | None = None, dtype=torch.float32, device=None) -> EmpiricalKernels:
     """Monte Carlo NNGP and empirical NTK of `n_nets` finite networks of `arch` (module docstring)."""
@@ -104,10 +97,11 @@ def empirical_kernels(arch, x1, x2=None, width: int = 256, n_nets: int = 8, seed
         raise InputError(f"n_nets must be a positive integer, got {n_nets!r}")
     dtype = torch_dtype(dtype)
     as_numpy = isinstance(x1, np.ndarray)
-    device = torch.device(device) if device is not None else (x1.device if isinstance(x1, torch.Tensor)
-                                                              else torch.device("cpu"))
-    t1 = _as_tensor(x1, "x1", dtype, device)
-    t2 = None if x2 is None else _as_tensor(x2, "x2", dtype, device)
+    device = resolve_device(device) or (x1.device if isinstance(x1, torch.Tensor) else torch.device("cpu"))
+    s = arch.input
+    want = (s.channels, s.height, s.width)
+    t1 = check_images(x1, "x1", want, dtype, device, arch.filename)
+    t2 = None if x2 is None else check_images(x2, "x2", want, dtype, device, arch.filename)
     out_dim = width if out_dim is None else out_dim
     nngps, ntks = [], []
     for i in range(n_nets):

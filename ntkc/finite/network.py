@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backends.torch.ops import TorchOps
+from ..engine.inputs import resolve_device
 from ..errors import ArchError, InputError
 from ..lang.network import Layer, Network
 from ..rules.base import AxisWindow, states
@@ -302,7 +303,7 @@ class FiniteNetwork(nn.Module):
         # one output unit alone is computable when only channel-wise layers follow the output layer
         self._unit_ok = not any(isinstance(m, Residual) for m in modules[self.last_weighted:])
         self.transforms = _group(arch)
-        self.to(dtype=dtype, device=device)
+        self.to(dtype=dtype, device=resolve_device(device))
 
     def _build(self, items: list, c: int, c_last: int, gen) -> tuple[list, int]:
         """Modules of `items` (layers and residual blocks) reading c channels; the last layer with

@@ -59,9 +59,9 @@ def compare(file: str, ds, widths, steps: int, lr, seeds=(0,), times=None, devic
 
     if steps < 1:
         raise NtkcError(f"--steps must be at least 1, got {steps}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NtkcError(f"--device {device}, but torch sees no CUDA device", hint="use --device cpu")
+    from ..engine.inputs import resolve_device
+
+    dev = resolve_device(device) or torch.device("cpu")  # BackendError where the device is not there
     k = compile_kernel(file)
     k.network(1, 0, 1)  # refuse an architecture with no finite network before any kernel work
     started = time.perf_counter()

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .axis import AxisWindow
+
 REQUIRED = object()
 
 
@@ -107,31 +109,6 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class AxisWindow:
-    """One axis of a window map: output position p reads input positions s*p + e + offset.
-
-    `terms` lists the (e, e') offset pairs summed for the (a-side, b-side) positions; `wrap`
-    takes input positions modulo `n_in` (circular padding) instead of reading zeros outside.
-    """
-
-    n_in: int
-    n_out: int
-    stride: int = 1
-    offset: int = 0
-    terms: tuple[tuple[int, int], ...] = ((0, 0),)
-    wrap: bool = False
-
-    @property
-    def mixes(self) -> bool:
-        """True when output plane D reads an input plane other than s*D (a stage break)."""
-        return self.wrap or any(a != b for a, b in self.terms)
-
-    def displacements(self) -> tuple[int, ...]:
-        """The distinct e - e' over the terms."""
-        return tuple(sorted({a - b for a, b in self.terms}))
-
-
-@dataclass(frozen=True)
 class Window:
     """A whole window map: two axes, a scalar weight, a bias variance and the NTK rule."""
 
@@ -148,8 +125,8 @@ class Window:
 
     @property
     def identity(self) -> bool:
-        return all(a.n_in == a.n_out and a.stride == 1 and a.offset == 0 and a.terms == ((0, 0),)
-                   and not a.wrap for a in (self.rows, self.cols))
+        return all(a.n_in == a.n_out and a.stride == 1 and a.offset == 0 and a.count == 1
+                   and a.terms == ((0, 0),) and not a.wrap for a in (self.rows, self.cols))
 
 
 class LayerRule:
@@ -325,7 +302,9 @@ def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, a
 
     The taps are d * dilation for d in [0, size). `pairs=False` (a conv: independent weights per
     tap) sums the same tap on both sides, terms (e, e); `pairs=True` (a fixed average over the
-    window, as in pooling) sums every pair of taps, terms (e, f).
+    window, as in pooling) sums every pair of taps, terms (e, f). Taps that can never land
+    inside the map are left out (they read zeros), so the window's size beyond the map costs
+    nothing.
     """
     span = dilation * (size - 1) + 1
     if padding == "valid":
@@ -339,9 +318,21 @@ def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, a
     else:
         n_out = -(-n // stride)
         lo = max((n_out - 1) * stride + span - n, 0) // 2
-    taps = [dilation * d for d in range(size)]
-    terms = tuple((e, f) for e in taps for f in taps) if pairs else tuple((e, e) for e in taps)
-    return AxisWindow(n, n_out, stride, -lo, terms, wrap=(padding == "circular"))
+    window = AxisWindow(n, n_out, stride, -lo, wrap=(padding == "circular"),
+                        taps=range(0, dilation * size, dilation), pairs=pairs)
+    return _landing(window)
+
+
+def _landing(window: AxisWindow) -> AxisWindow:
+    """The window with only the taps that can land inside the map: the others read zeros, so
+    a window far wider than the map costs what one as wide as the map does."""
+    taps = window.effective_taps()
+    if not isinstance(taps, range) or len(taps) == len(window.taps):
+        return window
+    if not len(taps):  # every tap reads padding: keep one, the layer still adds its zeros
+        taps = window.taps[:1]
+    return AxisWindow(window.n_in, window.n_out, window.stride, window.offset, wrap=window.wrap,
+                      taps=taps, pairs=window.pairs)
 
 
 def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
@@ -352,6 +343,5 @@ def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
             hint="use a smaller pooling size, or remove a shrinking layer before this one",
             param="size",
         )
-    terms = tuple((e, f) for e in range(size) for f in range(size))
-    return AxisWindow(n, (n - size) // stride + 1, stride, 0, terms)
+    return AxisWindow(n, (n - size) // stride + 1, stride, 0, taps=range(size), pairs=True)
 

@@ -1,4 +1,4 @@
-"""The `ntkc` command line: compile, gram, regress, run, layers.
+"""The `ntkc` command line: compile, gram, regress, compare, run, layers.
 
 A thin argparse layer: every command parses its options and calls library functions
 (`ntkc.compile`, `ntkc.learn.tasks`, `ntkc.learn.experiment`, the Triton generator and report);
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                "  ntkc compile examples/cntk_gap_d3.arch --emit plan\n"
                "  ntkc regress examples/digits_v.arch examples/digits_gap.arch --dataset digits\n"
                "  ntkc gram examples/cntk_v_d3.arch --dataset cifar10 --n-train 100 --n-test 50 --out k.npz\n"
+               "  ntkc regress examples/digits_v.arch --dataset digits --times 1,10,100,inf\n"
+               "  ntkc compare examples/digits_finite.arch --dataset digits --widths 64,128,256\n"
                "  ntkc run experiments/digits_size.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -96,8 +98,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="relative ridge (times the mean diagonal), or 'auto' to choose it on a held-out "
                         "part of the training set (default)")
     r.add_argument("--json", help="also write the results to this JSON file")
+    r.add_argument("--times", help="also report accuracy and loss of the infinitely wide networks trained by "
+                                   "gradient flow for these times, e.g. 1,10,100,inf (inf = kernel regression)")
+    r.add_argument("--lr", type=float, default=1.0, help="with --times: the learning rate of the flow (default 1)")
+    r.add_argument("--plot", default="regress_times.png", help="with --times: where to draw accuracy and loss "
+                                                               "against t (default regress_times.png)")
     store_args(r)
     r.set_defaults(func=cmd_regress)
+
+    m = sub.add_parser("compare", help="train finite networks of several widths and compare them with the "
+                                       "infinite-width prediction at the same training time",
+                       description="Train the finite networks of FILE.arch (NTK parameterisation, centred: "
+                                   "f - f_0) by full-batch gradient descent on the squared loss, and report test "
+                                   "accuracy and the distance to the infinitely wide network's prediction after "
+                                   "the same steps, against width and time (table, plot and results.json).")
+    m.add_argument("file", help="the .arch file")
+    data_args(m)
+    m.add_argument("--widths", default="64,128,256", help="hidden widths, comma separated (default 64,128,256)")
+    m.add_argument("--steps", type=_count_arg(1), default=200, help="gradient-descent steps (default 200)")
+    m.add_argument("--lr", default="auto", help="learning rate, or 'auto' for 1 / (largest NTK eigenvalue), half "
+                                                "the stability limit (default)")
+    m.add_argument("--seeds", default="2", help="network seeds: a count N (seeds 0..N-1) or a list 0,5,7 (default 2)")
+    m.add_argument("--times", help="steps at which to compare, comma separated (default: 8 geometrically spaced)")
+    m.add_argument("--device", default="cpu", help="torch device of the networks and kernels, e.g. cuda (default cpu)")
+    m.add_argument("--net-dtype", choices=PRECISIONS, default="float32", help="precision of the finite networks")
+    m.add_argument("--out", help="output folder (default out/compare_<arch name>)")
+    m.set_defaults(func=cmd_compare)
 
     e = sub.add_parser("run", help="run an experiment described by a YAML file",
                        description="Run the experiment in CONFIG.yaml; write results.json, a copy of the "
@@ -288,6 +314,11 @@ def cmd_regress(args) -> int:
     from .learn.tasks import format_table, regress_one
 
     _output(args.json, "--json")
+    if args.times:
+        from .learn.times import parse_times
+
+        parse_times(args.times)
+        _output(args.plot, "--plot")
     ds = _load(args)
     print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
           f"{ds.image_shape}; {ds.description}")
@@ -297,12 +328,70 @@ def cmd_regress(args) -> int:
     if store is not None and len(args.files) > 1:
         raise NtkcError("--store holds the kernels of one architecture; give one .arch file with it",
                         hint="or use `ntkc run` with a `store:` folder, which keeps one store per architecture")
+    if args.times:
+        return _regress_times(args, ds, store)
     for f in args.files:
         rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store, args.memory)
     print(format_table(rows))
     if args.json:
         write_text(args.json, json.dumps(rows, indent=2))
     return 0
+
+
+def _regress_times(args, ds, store) -> int:
+    from .learn.tasks import format_table
+    from .learn.times import format_times, parse_times, plot_times, regress_times
+
+    times = parse_times(args.times)
+    rows, trows = [], []
+    for f in args.files:
+        r, t = regress_times(f, ds, args.dtype, args.backend, args.ridge, args.quiet, times, args.lr, store,
+                             args.memory)
+        rows += r
+        trows += t
+    print(format_table(rows))
+    print(format_times(trows))
+    plot_times(trows, args.plot)
+    print(f"plot: {args.plot}")
+    if args.json:
+        write_text(args.json, json.dumps({"regression": rows, "times": trows}, indent=2))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .learn.compare import compare, format_table, plot
+
+    widths = _int_list(args.widths, "--widths")
+    seeds = _int_list(args.seeds, "--seeds")
+    seeds = list(range(seeds[0])) if "," not in args.seeds else seeds
+    times = _int_list(args.times, "--times") if args.times else None
+    if any(w < 1 for w in widths) or not seeds:
+        raise NtkcError("--widths must be positive and --seeds at least 1")
+    lr = args.lr
+    if lr != "auto":
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise NtkcError(f"--lr must be a number or 'auto', got {args.lr!r}") from None
+    out = Path(args.out or f"out/compare_{Path(args.file).stem}")
+    _output(str(out / "results.json"), "--out")
+    ds = _load(args)
+    print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
+          f"{ds.image_shape}; {ds.description}")
+    res = compare(args.file, ds, widths, args.steps, lr, seeds, times, args.device, args.net_dtype,
+                  args.dtype, args.backend, args.quiet)
+    write_text(out / "results.json", json.dumps(res, indent=2))
+    plot(res, out / "compare.png")
+    print(format_table(res))
+    print(f"results in {out}/results.json, plot {out}/compare.png")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise NtkcError(f"{flag} must be integers separated by commas, got {text!r}") from None
 
 
 def cmd_run(args) -> int:

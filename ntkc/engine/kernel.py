@@ -120,6 +120,26 @@ class CompiledKernel:
                 "machine has it")
         return budget
 
+    # -- finite networks (ntkc.finite) --------------------------------------------------------
+
+    def network(self, width: int, seed: int = 0, out_dim: int = 1, dtype=torch.float32, device=None):
+        """The finite network of this architecture, a `torch.nn.Module` in the NTK parameterisation
+        (`ntkc.finite.FiniteNetwork`): NCHW images [N, C, H, W] -> [N, out_dim], hidden layers
+        `width` channels wide, weights N(0, 1) drawn from `seed`; frozen layers have
+        requires_grad=False, and with `flip` it is (f(x) + f(flip x)) / 2. Its NNGP and NTK tend
+        to this kernel's as width grows."""
+        from ..finite.network import network
+
+        return network(self.arch, width, seed, out_dim, dtype, device)
+
+    def empirical(self, x1, x2=None, width: int = 256, n_nets: int = 8, seed: int = 0,
+                  out_dim: int | None = None, dtype=torch.float32, device=None):
+        """Monte Carlo NNGP and empirical NTK of `n_nets` finite networks (seeds seed, seed + 1,
+        ...), with standard errors: an `ntkc.finite.EmpiricalKernels`, [n1, n2] like `k(x1, x2)`."""
+        from ..finite.empirical import empirical_kernels
+
+        return empirical_kernels(self.arch, x1, x2, width, n_nets, seed, out_dim, dtype, device)
+
     def backend(self, backend: str = "auto", dtype=torch.float32, device=None):
         """The backend object (`ntkc.backends.base.Backend`) that runs this kernel: `backend` is
         "auto" or a backend's name; one is built per (backend, dtype, device) and kept."""

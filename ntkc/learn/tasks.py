@@ -96,16 +96,27 @@ def ridge_setting(text) -> tuple[float | None, tuple[float, ...] | None]:
 
 def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
                 memory: int | None = None) -> list[dict]:
-    from .regression import kernel_regression
+    check_regression_inputs(ds, ridge)
+    k, tr, te = dataset_kernels(file, ds, dtype, backend, quiet, store, memory)
+    return regression_rows(file, ds, tr, te, ridge)
 
+
+def check_regression_inputs(ds, ridge) -> None:
+    """Refuse, before any kernel is computed, what regression cannot score."""
     if len(ds.y_test) == 0:
         raise NtkcError("regression needs test images to score, and this dataset selection has none",
                         hint="give --n-test a positive number (or leave it out to use all test images)")
+    ridge_setting(ridge)
+
+
+def regression_rows(file: str, ds, tr, te, ridge) -> list[dict]:
+    """Kernel regression with the NNGP and the NTK of computed kernels: one row for each."""
+    from .regression import kernel_regression
+
     fixed, ridges = ridge_setting(ridge)
     if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
         # One image of some class: nothing can be held out to choose a ridge; use none.
         fixed, ridges = 0.0, None
-    k, tr, te = dataset_kernels(file, ds, dtype, backend, quiet, store, memory)
     train_classes = set(np.unique(ds.y_train).tolist())
     unseen = sorted(set(np.unique(ds.y_test).tolist()) - train_classes)
     rows = []

@@ -10,7 +10,8 @@ Two kinds of rule cover the CNTK recursion:
 - `ActivationRule`: a pointwise map given by E[phi(X) phi(Y)] (NNGP) and E[phi'(X) phi'(Y)]
   (the derivative factor), stated once, as `maps` or as `nngp` + `dfactor`, in the ops
   vocabulary (`ntkc.rules.ops`), where (X, Y) is centred Gaussian with covariance
-  [[v1, u], [u, v2]].
+  [[v1, u], [u, v2]]. An activation may also state its elementwise function `phi(p, ops, x)`
+  in the same vocabulary, which is what a finite network (`k.network(...)`) applies.
 """
 from __future__ import annotations
 
@@ -150,6 +151,17 @@ class LayerRule:
 
 
 class WindowRule(LayerRule):
+    """A linear map on the covariance, stated by its `window`.
+
+    `fresh_weights` also says what the layer is in a finite network (`ntkc.finite`): True for a
+    layer with its own Gaussian weights (conv, dense), which maps C channels to new ones with
+    weights N(0, 1) scaled by sqrt(window.weight / C) and a bias N(0, 1) scaled by
+    sqrt(window.bias); its terms must pair each tap with itself (independent weights per tap).
+    False (pooling, lap, readouts) is a fixed linear map realised from the window itself: a sum
+    over the taps scaled by sqrt(weight) when the terms are every pair of taps, a stacking of the
+    taps as channels scaled by sqrt(weight x taps) when they are the diagonal (flatten).
+    """
+
     kind = "window"
 
     def window(self, p: Params, shape: Shape) -> Window:
@@ -170,6 +182,10 @@ class ActivationRule(LayerRule):
     - `nngp(p, ops, u, v1, v2)` and `dfactor(p, ops, u, v1, v2)` separately.
 
     Whichever is not given is derived from the other; registration checks the one that is.
+
+    `phi(p, ops, x)`, optional, is the function itself, elementwise on a tensor x, in the same
+    vocabulary; a finite network (`k.network(...)`, `ntkc.finite`) evaluates it with the torch
+    handler, so autograd differentiates it. Without it the kernels work and `network()` refuses.
     """
 
     kind = "activation"
@@ -187,6 +203,10 @@ class ActivationRule(LayerRule):
     def dfactor(self, p: Params, ops, u, v1, v2):
         """E[phi'(X) phi'(Y)]; derived from `maps` unless a rule states it."""
         return self.maps(p, ops, u, v1, v2, True)[1]
+
+    def phi(self, p: Params, ops, x):
+        """phi(x), elementwise; rules that a finite network can use state it."""
+        raise NotImplementedError(f"rule `{self.name}` states no elementwise function phi(p, ops, x)")
 
     def out_shape(self, p: Params, shape: Shape) -> Shape:
         return Shape(shape.height, shape.width, None, shape.reduced)

@@ -112,9 +112,12 @@ def check_math(inst: ActivationRule, params: Params, where: str | None = None) -
     else:
         check_form(inst, where)
         return
-    for part, fn in parts:
+    parts = tuple((part, fn, ("u", "v1", "v2")) for part, fn in parts)
+    if states(inst, "phi"):  # the elementwise function of finite networks, in the same vocabulary
+        parts += (("phi", lambda ops, x: inst.phi(params, ops, x), ("x",)),)
+    for part, fn, inputs in parts:
         try:
-            trace(fn, "u", "v1", "v2")
+            trace(fn, *inputs)
         except AttributeError as err:
             raise RuleError(
                 f"{where}: `{part}` uses `ops.{err.args[0] if err.args else '?'}`, which is not in the ops vocabulary",
@@ -122,7 +125,7 @@ def check_math(inst: ActivationRule, params: Params, where: str | None = None) -
             ) from None
         except TypeError as err:
             raise RuleError(f"{where}: `{part}` cannot be traced: {err}",
-                            hint="write the math with + - * / and ops.* on u, v1, v2 (not Python's math "
+                            hint="write the math with + - * / and ops.* on its inputs (not Python's math "
                                  "module, numpy or `if` on their values; use ops.where)") from None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ._version import __version__
 from .engine.sizes import TILE, memory_bytes
 from .errors import NtkcError
-from .util.atomic import write_text
+from .util.atomic import check_writable as _output, write_text
 from .util.precision import PRECISIONS
 
 def _parser() -> argparse.ArgumentParser:
@@ -203,24 +203,6 @@ def _refuse_user_rules(args) -> None:
         raise NtkcError("--rules loads user rules, and --no-user-rules refuses them", hint="give one of the two")
     for f in files:
         load(Path(f), user_rules=False)
-
-
-def _output(path: str | None, flag: str) -> None:
-    """Check, before the work, that `path` can be written at the end: not a folder, in a folder
-    that exists (it is made now if missing) and can be written."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise NtkcError(f"{flag} {path} is a folder", hint=f"give {flag} a file name, e.g. {p / 'out'}")
-    parent = p.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NtkcError(f"{flag} {path}: cannot make the folder {parent} ({err.strerror or err})",
-                        hint="give a path in a folder you can write") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise NtkcError(f"{flag} {path} cannot be written (no permission)", hint="give a path you can write")
 
 
 # -- commands ---------------------------------------------------------------------------------

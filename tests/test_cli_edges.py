@@ -85,6 +85,17 @@ def test_output_paths_are_checked_before_the_work(arch, tmp_path, capsys, no_wor
     assert "is a folder" in capsys.readouterr().err
 
 
+def test_an_experiments_output_folder_is_checked_before_the_work(arch, tmp_path, capsys, no_work):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"architectures: [{arch}]\ndataset: digits\nn_train: 20\nn_test: 10\noutput: a_file/out\n")
+    assert main(["run", "--quiet", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "`output`" in err and "cannot make the folder" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
 def test_outputs_into_missing_folders_are_written(arch, tmp_path, capsys):
     out, js = tmp_path / "new" / "k.npz", tmp_path / "newer" / "deep" / "r.json"
     assert main(["gram", str(arch), "--n-train", "10", "--n-test", "5", "--out", str(out), "--quiet"]) == 0

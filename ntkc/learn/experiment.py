@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import NtkcError
-from ..util.atomic import write_text
+from ..util.atomic import check_writable, write_text
 
 KEYS = {"name", "architectures", "dataset", "data_dir", "n_train", "n_test", "seeds", "dtype", "backend",
         "ridge", "zca", "output", "layout", "published", "published_band", "store", "executor", "address"}
@@ -73,7 +73,7 @@ def run_experiment(config: str | Path, quiet: bool = False) -> dict:
 
     cfg = load_config(config)
     folder = Path(cfg["output"])
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder / "results.json", f"{config}: `output`")
     shutil.copyfile(config, folder / "config.yaml")
     rows = []
     started = time.time()

@@ -1,4 +1,5 @@
-"""The one atomic file writer: readers see a whole new file or the old one, never a part.
+"""The one atomic file writer: readers see a whole new file or the old one, never a part; and
+the one check that an output path can be written, made before the work that fills it.
 
 A file is written to a uniquely named temporary in the same folder, fsynced, renamed over the
 target, and the folder is fsynced; a failed write (a full disk, Ctrl-C) removes the temporary.
@@ -9,6 +10,26 @@ import contextlib
 import io
 import os
 from pathlib import Path
+
+from ..errors import NtkcError
+
+
+def check_writable(path: str | Path | None, flag: str) -> None:
+    """Check, before any work, that `path` can be written at the end: not a folder, in a folder
+    that exists (it is made now if missing) and can be written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise NtkcError(f"{flag} {path} is a folder", hint=f"give {flag} a file name, e.g. {p / 'out'}")
+    parent = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NtkcError(f"{flag} {path}: cannot make the folder {parent} ({err.strerror or err})",
+                        hint="give a path in a folder you can write") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise NtkcError(f"{flag} {path} cannot be written (no permission)", hint="give a path you can write")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

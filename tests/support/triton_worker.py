@@ -50,7 +50,8 @@ def kernel_case(case: dict) -> dict:
     dtype = DTYPES[case["dtype"]]
     ex = k.backend("triton", dtype, torch.device("cpu"))
     if case.get("block_items"):
-        ex.launches = [schedule.Launch(case["block_items"], 1, case.get("programs", 2)) for _ in ex.launches]
+        ex.launches = [schedule.Launch(case["block_items"], 1, case.get("programs", 2)) if k.legacy else launch
+                       for k, launch in zip(ex.generated.kernels, ex.launches)]
     start = time.perf_counter()
     got = k(x1.to(dtype), None if x2 is None else x2.to(dtype), dtype=dtype, backend="triton")
     seconds = time.perf_counter() - start

@@ -14,11 +14,14 @@ from .errors import ArchError, BackendError, InputError, NtkcError, RuleError
 from ._version import __version__
 
 
-def compile(spec: "str | Path", filename: str | None = None):  # noqa: A001 (the natural name)
-    """Compile a `.arch` file (a path) or `.arch` source text into a `CompiledKernel`."""
+def compile(spec: "str | Path | bytes", filename: str | None = None, *, user_rules: bool = True):  # noqa: A001
+    """Compile a `.arch` file (a path) or `.arch` source text into a `CompiledKernel`.
+
+    A `use "rules.py"` line imports that Python module, running its code; pass
+    `user_rules=False` to refuse such lines (for files from elsewhere)."""
     from .engine.kernel import compile_kernel
 
-    return compile_kernel(spec, filename)
+    return compile_kernel(spec, filename, user_rules=user_rules)
 
 
 def gram_store(kernel, store, x_train, x_test=None, **options):

@@ -1,4 +1,4 @@
-"""The `ntkc` command line: compile, gram, regress, run, layers.
+"""The `ntkc` command line: compile, gram, regress, compare, run, layers.
 
 A thin argparse layer: every command parses its options and calls library functions
 (`ntkc.compile`, `ntkc.learn.tasks`, `ntkc.learn.experiment`, the Triton generator and report);
@@ -9,10 +9,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from .engine.sizes import TILE
+from ._version import __version__
+from .engine.sizes import TILE, memory_bytes
 from .errors import NtkcError
 from .util.atomic import write_text
 from .util.precision import PRECISIONS
@@ -26,10 +28,18 @@ def _parser() -> argparse.ArgumentParser:
                "  ntkc compile examples/cntk_gap_d3.arch --emit plan\n"
                "  ntkc regress examples/digits_v.arch examples/digits_gap.arch --dataset digits\n"
                "  ntkc gram examples/cntk_v_d3.arch --dataset cifar10 --n-train 100 --n-test 50 --out k.npz\n"
+               "  ntkc regress examples/digits_v.arch --dataset digits --times 1,10,100,inf\n"
+               "  ntkc compare examples/digits_finite.arch --dataset digits --widths 64,128,256\n"
                "  ntkc run experiments/digits_size.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"ntkc {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def rules_arg(q):
+        q.add_argument("--no-user-rules", action="store_true",
+                       help="refuse .arch files with `use` lines (they import Python modules, running their "
+                            "code): for files from elsewhere")
 
     c = sub.add_parser("compile", help="check an architecture and print its plan or generated Triton source",
                        description="Parse and check a .arch file, then print what it compiles to.")
@@ -40,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                         "and float64 (no GPU needed): registers, spills, instructions per entry-layer and the "
                         "predicted pairs/s of the static speed model (a model, not a measurement)")
     c.add_argument("--json", action="store_true", help="with --emit report: print the report as JSON")
+    rules_arg(c)
     c.set_defaults(func=cmd_compile)
 
     def data_args(q):
@@ -47,13 +58,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="digits (built in, default), cifar10, mnist, fashion-mnist, or a .npz file")
         q.add_argument("--data-dir", help="folder holding the dataset's files (cifar10, mnist)")
         q.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="image layout of a .npz")
-        q.add_argument("--n-train", type=int, help="class-balanced training subset size (default: all)")
-        q.add_argument("--n-test", type=int, help="class-balanced test subset size (default: all)")
-        q.add_argument("--seed", type=int, default=0, help="seed for subsets and splits")
+        q.add_argument("--n-train", type=_count_arg(1), help="class-balanced training subset size (default: all)")
+        q.add_argument("--n-test", type=_count_arg(0), help="class-balanced test subset size (default: all)")
+        q.add_argument("--seed", type=_count_arg(0), default=0, help="seed for subsets and splits (>= 0)")
         q.add_argument("--zca", type=float, help="ZCA whitening with this regulariser (fraction of the mean eigenvalue)")
         q.add_argument("--dtype", choices=PRECISIONS, default="float64", help="kernel precision")
         q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
+        rules_arg(q)
 
     def store_args(q):
         q.add_argument("--store", metavar="DIR",
@@ -65,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "(default: start a local one)")
         q.add_argument("--memory", type=_bytes_arg, help="working memory for pair batches (with or without "
                                                           "--store), e.g. 512M or 4G (default 2G)")
-        q.add_argument("--tile", type=int, default=TILE, help=f"images per tile side in a store (default {TILE})")
+        q.add_argument("--tile", type=_count_arg(1), default=TILE,
+                       help=f"images per tile side in a store (default {TILE})")
         q.add_argument("--verify", action="store_true",
                        help="with --store: first check every stored tile's checksum and the assembled "
                             "matrices against the tiles; recompute and reassemble what is damaged")
@@ -88,14 +101,39 @@ def _parser() -> argparse.ArgumentParser:
                    help="relative ridge (times the mean diagonal), or 'auto' to choose it on a held-out "
                         "part of the training set (default)")
     r.add_argument("--json", help="also write the results to this JSON file")
+    r.add_argument("--times", help="also report accuracy and loss of the infinitely wide networks trained by "
+                                   "gradient flow for these times, e.g. 1,10,100,inf (inf = kernel regression)")
+    r.add_argument("--lr", type=float, default=1.0, help="with --times: the learning rate of the flow (default 1)")
+    r.add_argument("--plot", default="regress_times.png", help="with --times: where to draw accuracy and loss "
+                                                               "against t (default regress_times.png)")
     store_args(r)
     r.set_defaults(func=cmd_regress)
+
+    m = sub.add_parser("compare", help="train finite networks of several widths and compare them with the "
+                                       "infinite-width prediction at the same training time",
+                       description="Train the finite networks of FILE.arch (NTK parameterisation, centred: "
+                                   "f - f_0) by full-batch gradient descent on the squared loss, and report test "
+                                   "accuracy and the distance to the infinitely wide network's prediction after "
+                                   "the same steps, against width and time (table, plot and results.json).")
+    m.add_argument("file", help="the .arch file")
+    data_args(m)
+    m.add_argument("--widths", default="64,128,256", help="hidden widths, comma separated (default 64,128,256)")
+    m.add_argument("--steps", type=_count_arg(1), default=200, help="gradient-descent steps (default 200)")
+    m.add_argument("--lr", default="auto", help="learning rate, or 'auto' for 1 / (largest NTK eigenvalue), half "
+                                                "the stability limit (default)")
+    m.add_argument("--seeds", default="2", help="network seeds: a count N (seeds 0..N-1) or a list 0,5,7 (default 2)")
+    m.add_argument("--times", help="steps at which to compare, comma separated (default: 8 geometrically spaced)")
+    m.add_argument("--device", default="cpu", help="torch device of the networks and kernels, e.g. cuda (default cpu)")
+    m.add_argument("--net-dtype", choices=PRECISIONS, default="float32", help="precision of the finite networks")
+    m.add_argument("--out", help="output folder (default out/compare_<arch name>)")
+    m.set_defaults(func=cmd_compare)
 
     e = sub.add_parser("run", help="run an experiment described by a YAML file",
                        description="Run the experiment in CONFIG.yaml; write results.json, a copy of the "
                                    "config and a plot to its output folder.")
     e.add_argument("config", help="experiment YAML file")
     e.add_argument("--quiet", action="store_true")
+    rules_arg(e)
     e.set_defaults(func=cmd_run)
 
     l = sub.add_parser("layers", help="list the layers the .arch language knows, with their parameters",
@@ -104,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     l.add_argument("files", nargs="*", help=".arch files whose `use` lines load user rules")
     l.add_argument("--rules", action="append", default=[], metavar="MODULE",
                    help="a rule module to load (a .py path or a dotted module name); repeatable")
+    rules_arg(l)
     l.set_defaults(func=cmd_layers)
     return p
 
@@ -111,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "no_user_rules", False):
+            _refuse_user_rules(args)
         return args.func(args) or 0
     except NtkcError as err:
         print(f"ntkc: error: {err}", file=sys.stderr)
@@ -118,6 +159,71 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ntkc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`ntkc compile F | head -1`): stop quietly, as Unix tools
+    do, with the status of a process ended by SIGPIPE. Point stdout at /dev/null first, so the
+    interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 128 + 13
+
+
+# -- checks made before any work ----------------------------------------------------------------
+
+def _count_arg(least: int):
+    """An argparse type: an integer >= `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give an integer >= {least}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _refuse_user_rules(args) -> None:
+    """--no-user-rules: load every .arch file the command names with user rules refused, before
+    anything else reads them (a `use` line would import Python, running it)."""
+    from .lang.network import load
+
+    files = list(getattr(args, "files", None) or []) + ([args.file] if getattr(args, "file", None) else [])
+    if getattr(args, "config", None):
+        from .learn.experiment import load_config
+
+        files += load_config(args.config)["architectures"]
+    if getattr(args, "rules", None):
+        raise NtkcError("--rules loads user rules, and --no-user-rules refuses them", hint="give one of the two")
+    for f in files:
+        load(Path(f), user_rules=False)
+
+
+def _output(path: str | None, flag: str) -> None:
+    """Check, before the work, that `path` can be written at the end: not a folder, in a folder
+    that exists (it is made now if missing) and can be written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise NtkcError(f"{flag} {path} is a folder", hint=f"give {flag} a file name, e.g. {p / 'out'}")
+    parent = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NtkcError(f"{flag} {path}: cannot make the folder {parent} ({err.strerror or err})",
+                        hint="give a path in a folder you can write") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise NtkcError(f"{flag} {path} cannot be written (no permission)", hint="give a path you can write")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -125,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_compile(args) -> int:
     import ntkc
 
-    k = ntkc.compile(args.file)
+    k = ntkc.compile(Path(args.file))
     if args.emit == "plan":
         print(k.describe())
     elif args.emit == "triton":
@@ -146,7 +252,7 @@ def cmd_layers(args) -> int:
     for spec in args.rules:
         ntkc.load_rules(spec, os.getcwd())
     for f in args.files:
-        load(f)
+        load(Path(f))
 
     for name, rule in known_rules().items():
         params = " ".join(p.describe() for p in rule.params)
@@ -174,20 +280,17 @@ def _store_opts(args) -> dict | None:
 
 
 def _bytes_arg(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().rstrip("b")
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 512M or 4G") from None
+        return memory_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def cmd_gram(args) -> int:
     store = _store_opts(args)
     if store is None and not args.out:
         raise NtkcError("ntkc gram needs --out FILE.npz or --store DIR (or both)")
+    _output(args.out, "--out")
     from .learn.tasks import dataset_kernels, save_npz
 
     ds = _load(args)
@@ -212,6 +315,12 @@ def cmd_gram(args) -> int:
 def cmd_regress(args) -> int:
     from .learn.tasks import format_table, regress_one
 
+    _output(args.json, "--json")
+    if args.times:
+        from .learn.times import parse_times
+
+        parse_times(args.times)
+        _output(args.plot, "--plot")
     ds = _load(args)
     print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
           f"{ds.image_shape}; {ds.description}")
@@ -221,12 +330,70 @@ def cmd_regress(args) -> int:
     if store is not None and len(args.files) > 1:
         raise NtkcError("--store holds the kernels of one architecture; give one .arch file with it",
                         hint="or use `ntkc run` with a `store:` folder, which keeps one store per architecture")
+    if args.times:
+        return _regress_times(args, ds, store)
     for f in args.files:
         rows += regress_one(f, ds, args.dtype, args.backend, args.ridge, args.quiet, store, args.memory)
     print(format_table(rows))
     if args.json:
         write_text(args.json, json.dumps(rows, indent=2))
     return 0
+
+
+def _regress_times(args, ds, store) -> int:
+    from .learn.tasks import format_table
+    from .learn.times import format_times, parse_times, plot_times, regress_times
+
+    times = parse_times(args.times)
+    rows, trows = [], []
+    for f in args.files:
+        r, t = regress_times(f, ds, args.dtype, args.backend, args.ridge, args.quiet, times, args.lr, store,
+                             args.memory)
+        rows += r
+        trows += t
+    print(format_table(rows))
+    print(format_times(trows))
+    plot_times(trows, args.plot)
+    print(f"plot: {args.plot}")
+    if args.json:
+        write_text(args.json, json.dumps({"regression": rows, "times": trows}, indent=2))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .learn.compare import compare, format_table, plot
+
+    widths = _int_list(args.widths, "--widths")
+    seeds = _int_list(args.seeds, "--seeds")
+    seeds = list(range(seeds[0])) if "," not in args.seeds else seeds
+    times = _int_list(args.times, "--times") if args.times else None
+    if any(w < 1 for w in widths) or not seeds:
+        raise NtkcError("--widths must be positive and --seeds at least 1")
+    lr = args.lr
+    if lr != "auto":
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise NtkcError(f"--lr must be a number or 'auto', got {args.lr!r}") from None
+    out = Path(args.out or f"out/compare_{Path(args.file).stem}")
+    _output(str(out / "results.json"), "--out")
+    ds = _load(args)
+    print(f"dataset: {ds.name}: {len(ds.y_train)} train, {len(ds.y_test)} test images of shape "
+          f"{ds.image_shape}; {ds.description}")
+    res = compare(args.file, ds, widths, args.steps, lr, seeds, times, args.device, args.net_dtype,
+                  args.dtype, args.backend, args.quiet)
+    write_text(out / "results.json", json.dumps(res, indent=2))
+    plot(res, out / "compare.png")
+    print(format_table(res))
+    print(f"results in {out}/results.json, plot {out}/compare.png")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise NtkcError(f"{flag} must be integers separated by commas, got {text!r}") from None
 
 
 def cmd_run(args) -> int:

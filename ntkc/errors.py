@@ -19,11 +19,17 @@ class Span:
     length: int = 1
 
     def source_line(self) -> str:
-        lines = self.source.splitlines()
+        lines = source_lines(self.source)
         return lines[self.line - 1] if 0 < self.line <= len(lines) else ""
 
     def __str__(self) -> str:
         return f"{self.filename}:{self.line}:{self.column}"
+
+
+def source_lines(source: str) -> list[str]:
+    """The lines of a source as the parser counts them: split at "\n" only (str.splitlines also
+    splits at U+2028, U+0085, form feeds and more, which would shift every line after them)."""
+    return [line[:-1] if line.endswith("\r") else line for line in source.split("\n")]
 
 
 class NtkcError(Exception):

@@ -30,3 +30,6 @@ class Sine(ActivationRule):
         up, down = ops.exp(w2 * u), ops.exp(-w2 * u)
         nngp = 0.5 * damp * (up - down)
         return nngp, (0.5 * w2 * damp * (up + down) if need_dfactor else None)
+
+    def phi(self, p, ops, x):  # the function itself, for finite networks (k.network(...))
+        return ops.sin(p.freq * x)

@@ -10,11 +10,15 @@ import torch
 
 from .. import backends
 from ..errors import InputError
+from .inputs import check_images, resolve_device
 from ..lang.network import load
 from ..plan import Plan, describe, lower
-from ..util.precision import torch_dtype
+from ..util.precision import precision_name, torch_dtype
 from .augment import augmented
-from .tiling import DEFAULT_MEMORY, gram
+from .sizes import format_bytes, memory_bytes
+from .tiling import gram
+
+PAIR_STATES = 4  # covariance states a layer holds for one pair at once: S and T, in and out
 
 
 @dataclass
@@ -35,10 +39,10 @@ class KernelResult:
         return self.pairs / self.seconds if self.seconds > 0 else float("inf")
 
 
-def compile_kernel(spec, filename: str | None = None) -> "CompiledKernel":
+def compile_kernel(spec, filename: str | None = None, *, user_rules: bool = True) -> "CompiledKernel":
     """A `.arch` file (a path) or `.arch` source text, parsed, checked, lowered and wrapped: what
-    `ntkc.compile` returns."""
-    return CompiledKernel(lower(load(spec, filename)))
+    `ntkc.compile` returns. `user_rules=False` refuses `use` lines (they run Python code)."""
+    return CompiledKernel(lower(load(spec, filename, user_rules=user_rules)))
 
 
 class CompiledKernel:
@@ -76,9 +80,10 @@ class CompiledKernel:
                  out=None) -> KernelResult:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = torch_dtype(dtype)
-        t1 = self._check_images(x1, "x1", dtype, device)
+        memory = self.check_memory(dtype, memory)
+        t1 = self.check_images(x1, "x1", dtype, device)
         dev = t1.device
-        t2 = None if x2 is None else self._check_images(x2, "x2", dtype, dev)
+        t2 = None if x2 is None else self.check_images(x2, "x2", dtype, dev)
         if t2 is not None and isinstance(x2, np.ndarray) != as_numpy:
             as_numpy = False
         chosen = self.backend(backend, dtype, dev)
@@ -86,16 +91,59 @@ class CompiledKernel:
         if fuse is None:
             n1 = t1.shape[0]
             fuse = chosen.fusion_pays(n1 * (n1 + 1) // 2 if t2 is None else n1 * t2.shape[0])
-        nngp, ntk, npairs = gram(chosen, t1, t2, memory or DEFAULT_MEMORY, progress, fuse, out)
+        nngp, ntk, npairs = gram(chosen, t1, t2, memory, progress, fuse, out)
         seconds = time.perf_counter() - start
         if as_numpy and out is None:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
         return KernelResult(nngp, ntk, seconds, npairs, chosen.name)
 
+    def check_memory(self, dtype=torch.float32, memory=None) -> int:
+        """The working-memory budget in bytes (`memory`: bytes, a size such as "4G", or None for
+        the default), after checking that one pair of images fits it: a network whose states are
+        too large to run (a gap over a 3000x3000 map) is refused here, before anything is
+        allocated, with what one pair needs."""
+        try:
+            budget = memory_bytes(memory)
+        except ValueError as err:
+            raise InputError(str(err), "pass memory= as bytes or a size such as '512M' or '4G'") from None
+        numbers, step = self.plan.pair.largest_state()
+        need = PAIR_STATES * numbers * torch_dtype(dtype).itemsize
+        if need > budget:
+            where = "the input covariance" if step is None else \
+                f"after line {step.layer.span.line} `{step.layer.describe()}`"
+            raise InputError(
+                f"this network cannot run: one pair of images needs about {format_bytes(need)} of working memory "
+                f"in {precision_name(dtype)} (its largest state, {where}, holds {numbers:.3g} numbers, and a "
+                f"layer keeps about {PAIR_STATES} such states), more than the {format_bytes(budget)} allowed",
+                "use smaller images or a network that demands fewer planes (a flatten readout needs plane 0 "
+                "only; see `ntkc compile FILE --emit plan`), or allow more memory (memory=, --memory) if the "
+                "machine has it")
+        return budget
+
+    # -- finite networks (ntkc.finite) --------------------------------------------------------
+
+    def network(self, width: int, seed: int = 0, out_dim: int = 1, dtype=torch.float32, device=None):
+        """The finite network of this architecture, a `torch.nn.Module` in the NTK parameterisation
+        (`ntkc.finite.FiniteNetwork`): NCHW images [N, C, H, W] -> [N, out_dim], hidden layers
+        `width` channels wide, weights N(0, 1) drawn from `seed`; frozen layers have
+        requires_grad=False, and with `flip` it is (f(x) + f(flip x)) / 2. Its NNGP and NTK tend
+        to this kernel's as width grows."""
+        from ..finite.network import network
+
+        return network(self.arch, width, seed, out_dim, dtype, device)
+
+    def empirical(self, x1, x2=None, width: int = 256, n_nets: int = 8, seed: int = 0,
+                  out_dim: int | None = None, dtype=torch.float32, device=None):
+        """Monte Carlo NNGP and empirical NTK of `n_nets` finite networks (seeds seed, seed + 1,
+        ...), with standard errors: an `ntkc.finite.EmpiricalKernels`, [n1, n2] like `k(x1, x2)`."""
+        from ..finite.empirical import empirical_kernels
+
+        return empirical_kernels(self.arch, x1, x2, width, n_nets, seed, out_dim, dtype, device)
+
     def backend(self, backend: str = "auto", dtype=torch.float32, device=None):
         """The backend object (`ntkc.backends.base.Backend`) that runs this kernel: `backend` is
         "auto" or a backend's name; one is built per (backend, dtype, device) and kept."""
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        device = resolve_device(device) or torch.device("cpu")
         dtype = torch_dtype(dtype)
         name = backends.resolve(backend, device)
         key = (name, dtype, str(device))
@@ -104,35 +152,10 @@ class CompiledKernel:
             self._backends[key] = augmented(backends.create(name, self.plan, dtype, device), self.arch)
         return self._backends[key]
 
-    def _check_images(self, x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
-        shape = self.arch.input
-        if isinstance(x, np.ndarray):
-            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(x))
-        elif isinstance(x, torch.Tensor):
-            if x.is_complex() or x.dtype == torch.bool:
-                raise InputError(f"{name} must hold real numbers, got dtype {x.dtype}")
-            t = x
-        else:
-            raise InputError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-        want = (shape.channels, shape.height, shape.width)
-        if t.dim() != 4:
-            hint = ("add a batch axis: x[None]" if t.dim() == 3 and tuple(t.shape) == want else
-                    f"pass images as [N, {want[0]}, {want[1]}, {want[2]}] (NCHW)")
-            raise InputError(f"{name} must be a 4-D batch [N, C, H, W], got shape {tuple(t.shape)}", hint)
-        if tuple(t.shape[1:]) != want:
-            hint = f"the `input` line of {self.arch.filename} says channels={want[0]} height={want[1]} width={want[2]}"
-            if tuple(t.shape[1:]) == (want[1], want[2], want[0]):
-                hint += "; these look like NHWC images: use x.transpose(0, 3, 1, 2)"
-            raise InputError(f"{name} has images of shape {tuple(t.shape[1:])} (C, H, W), expected {want}", hint)
-        if t.shape[0] == 0:
-            raise InputError(f"{name} holds no images")
-        if device is not None:
-            t = t.to(device)
-        t = t.to(dtype)
-        if not torch.isfinite(t).all():
-            bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero().flatten()[:5].tolist()
-            raise InputError(f"{name} contains NaN or inf (images {bad}{'...' if len(bad) == 5 else ''})",
-                             "clean or drop those images before computing kernels")
-        return t.contiguous()
+    def check_images(self, x, name: str = "x", dtype=torch.float32, device=None, convert: bool = True):
+        """`x` checked against this kernel's `input` line (`ntkc.engine.inputs.check_images`)
+        and converted to a contiguous tensor in `dtype` on `device` (with `convert=False`,
+        checked only)."""
+        net = self.arch
+        want = (net.input.channels, net.input.height, net.input.width)
+        return check_images(x, name, want, torch_dtype(dtype), device, net.filename, convert)

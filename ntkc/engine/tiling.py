@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .sizes import DEFAULT_MEMORY, TILE  # noqa: F401  (re-exported: the engine's sizes)
+from .sizes import DEFAULT_MEMORY, TILE, tile_size  # noqa: F401  (re-exported: the engine's sizes)
 
 
 def fingerprints(x: torch.Tensor) -> list[bytes]:
@@ -39,6 +39,10 @@ def gram(backend, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
     once. Each tile is computed by `compute_tile`, the same unit a Gram store saves, so a matrix
     assembled from a store is bitwise the one computed here with the same tile size and batch.
     """
+    try:
+        tile = tile_size(tile)
+    except ValueError as err:
+        raise InputError(str(err), "the tile size is a number of images per tile side, e.g. 256") from None
     symmetric = x2 is None
     xb = x1 if symmetric else x2
     n1, n2 = x1.shape[0], xb.shape[0]
@@ -53,6 +57,8 @@ def gram(backend, x1: torch.Tensor, x2: torch.Tensor | None, memory: int,
             raise InputError(f"out arrays must both have shape {(n1, n2)}, got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     done = 0
+    if progress is not None:
+        progress(0, total)  # the start, before any work: a progress display measures rates from here
     cache = MapCache(memory // 4)  # in a symmetric matrix, column tile b's maps are row tile b's
     for a0 in range(0, n1, tile):
         a1 = min(n1, a0 + tile)
@@ -116,6 +122,13 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
         t_tile[r, c] = t[:count]
         if progress is not None:
             progress(start + count)
+    if not (bool(torch.isfinite(s_tile).all()) and bool(torch.isfinite(t_tile).all())):
+        # The images were checked finite: the network's own arithmetic overflowed. Never hand
+        # back (or store) a kernel of infs and NaNs.
+        raise InputError(f"the kernels overflowed {str(xa.dtype).replace('torch.', '')}: some entries are inf "
+                         "or NaN although the images are finite",
+                         "compute in float64 (--dtype float64, dtype=torch.float64), or use smaller weights "
+                         "(w_std, b_std) or images of a smaller scale")
     if diagonal:
         lower = torch.tril_indices(ra, ra, -1, device=dev)
         s_tile[lower[0], lower[1]] = s_tile[lower[1], lower[0]]

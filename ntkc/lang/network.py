@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ..errors import ArchError, RuleError, Span
 from .syntax import LayerSyntax, ParamSyntax, RepeatSyntax, ResidualSyntax, UseSyntax, Value, parse
 
 MAX_LAYERS = 100_000
+MAX_INT = 2**31 - 1  # integer parameters (sizes, strides) beyond this are refused as too large
 
 
 @dataclass(frozen=True)
@@ -78,22 +80,47 @@ class Network:
         return self.layers[-1].out_shape if self.layers else self.input
 
 
-def load(spec: str | Path, filename: str | None = None) -> Network:
-    """Build a `Network` from a path to a `.arch` file or from `.arch` source text."""
-    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and spec.strip().endswith(".arch")):
+def load(spec: str | Path | bytes, filename: str | None = None, *, user_rules: bool = True) -> Network:
+    """Build a `Network` from a path to a `.arch` file or from `.arch` source text (str, or UTF-8
+    bytes). `user_rules=False` refuses `use` lines, which would run a rule module's Python code:
+    use it for files from elsewhere."""
+    if isinstance(spec, (bytes, bytearray)):
+        return build(_decode(bytes(spec), filename or "<arch>"), filename or "<arch>", user_rules=user_rules)
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and "\n" not in spec and spec.strip().endswith(".arch")):
         path = Path(spec)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except OSError as err:
-            raise ArchError(f"cannot read architecture file {str(path)!r}: {err.strerror}",
+            raise ArchError(f"cannot read architecture file {str(path)!r}: {err.strerror or err}",
                             hint="pass a path to an existing .arch file, or the .arch text itself") from None
-        return build(text, filename or str(path))
-    return build(spec, filename or "<arch>")
+        name = filename or str(path)
+        return build(_decode(raw, name), name, user_rules=user_rules)
+    if not isinstance(spec, str):
+        raise ArchError(f"an architecture is a path to a .arch file or .arch source text, got {type(spec).__name__}",
+                        hint='e.g. ntkc.compile("examples/cntk_v_d3.arch")')
+    return build(spec, filename or "<arch>", user_rules=user_rules)
 
 
-def build(source: str, filename: str = "<arch>") -> Network:
+def _decode(raw: bytes, filename: str) -> str:
+    """`.arch` bytes as text: UTF-8, with or without a byte-order mark; anything else is an error
+    located at the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start
+        good = raw[:start].decode("utf-8-sig", errors="replace")
+        line = good.count("\n") + 1
+        column = len(good) - (good.rfind("\n") + 1) + 1
+        shown = raw.decode("utf-8-sig", errors="replace")
+        raise ArchError(f"the file is not UTF-8 text: byte 0x{raw[start]:02x} cannot be decoded", Span(filename, line, column, shown),
+                        "save the file as UTF-8 (plain ASCII is UTF-8)") from None
+
+
+def build(source: str, filename: str = "<arch>", *, user_rules: bool = True) -> Network:
+    if source.startswith("\ufeff"):  # a byte-order mark is no part of the text
+        source = source[1:]
     statements = parse(source, filename)
-    uses = tuple(_use(s, filename) for s in statements if isinstance(s, UseSyntax))
+    uses = tuple(_use(s, filename, user_rules) for s in statements if isinstance(s, UseSyntax))
     flat = _expand([s for s in statements if not isinstance(s, UseSyntax)])
     if not flat:
         raise ArchError("the architecture is empty", Span(filename, 1, 1, source),
@@ -141,6 +168,8 @@ def build(source: str, filename: str = "<arch>") -> Network:
             raise ArchError(err.message, _span_for(stmt, err.param), err.hint) from None
         except RuleError as err:
             raise ArchError(err.message, stmt.span, err.hint) from None
+        except Exception as err:  # noqa: BLE001  (a rule's own code failed on this layer)
+            raise _rule_failed(rule, err, stmt.span) from None
         if blocks and window is not None and window.mixes:
             raise ArchError(
                 f"`{rule.name}` mixes displacement planes, which a residual branch may not do",
@@ -161,11 +190,32 @@ def build(source: str, filename: str = "<arch>") -> Network:
             aug.rule.check_network(aug.params, net)
         except LayerError as err:
             raise ArchError(err.message, aug.span, err.hint) from None
+        except Exception as err:  # noqa: BLE001
+            raise _rule_failed(aug.rule, err, aug.span) from None
     return net
 
 
-def _use(stmt: UseSyntax, filename: str) -> str:
-    """Load the rule module of a `use` line; paths are relative to the .arch file's folder."""
+def _rule_failed(rule: LayerRule, err: Exception, span: Span) -> ArchError:
+    """A located error for an exception raised inside a rule's code (a user rule's bug, or a
+    built-in rule's arithmetic overflowing on extreme parameters)."""
+    if isinstance(err, MemoryError):
+        return ArchError(f"`{rule.name}` ran out of memory on this layer", span,
+                         "a parameter or the map is far too large")
+    if isinstance(err, (OverflowError, ZeroDivisionError)) and rule.__module__.startswith("ntkc."):
+        return ArchError(f"`{rule.name}` cannot be computed with these parameters ({type(err).__name__}: {err})",
+                         span, "a parameter is far too large or too small; use values of a sensible size")
+    return ArchError(f"rule `{rule.name}` failed on this layer: {type(err).__name__}: {err}", span,
+                     f"this is a bug in the rule's code (class {type(rule).__name__} in {rule.__module__}); fix the "
+                     "rule, or raise ntkc.rules.LayerError there for parameters it cannot take")
+
+
+def _use(stmt: UseSyntax, filename: str, allowed: bool = True) -> str:
+    """Load the rule module of a `use` line; paths are relative to the .arch file's folder.
+    Loading runs the module's Python code, so `allowed=False` refuses it before anything runs."""
+    if not allowed:
+        raise ArchError(f"this file loads user rules (`use \"{stmt.target}\"`), which would run Python code, "
+                        "and user rules are refused here", stmt.span,
+                        "load only files you trust; to allow it, drop --no-user-rules (user_rules=False in Python)")
     base = Path(filename).parent if not filename.startswith("<") else Path(".")
     try:
         load_rules(stmt.target, base)
@@ -281,10 +331,16 @@ def _typed_params(rule: LayerRule, stmt: LayerSyntax) -> Params:
     return Params({p.name: values.get(p.name, p.default) for p in rule.params})
 
 
+def _clip(text: str, limit: int = 24) -> str:
+    """A value as written, shortened for a message (a 400-digit number need not be shown whole)."""
+    return text if len(text) <= limit else f"{text[:limit - 8]}...{text[-5:]} ({len(text)} characters)"
+
+
 def _convert(prm: Param, ps: ParamSyntax, rule: LayerRule):
     v: Value = ps.value
+    shown = _clip(v.text)
     bad = lambda what: ArchError(  # noqa: E731
-        f"`{prm.name}` of `{rule.name}` must be {what}, got `{v.text}`", v.span, f"expected {prm.describe()}")
+        f"`{prm.name}` of `{rule.name}` must be {what}, got `{shown}`", v.span, f"expected {prm.describe()}")
     if prm.type == "bool":
         if v.kind == "word" and v.value in ("true", "false"):
             return v.value == "true"
@@ -294,17 +350,20 @@ def _convert(prm: Param, ps: ParamSyntax, rule: LayerRule):
             return v.value
         close = difflib.get_close_matches(str(v.text), prm.choices, n=1, cutoff=0.5)
         hint = (f"did you mean `{close[0]}`? " if close else "") + f"choose one of: {', '.join(prm.choices)}"
-        raise ArchError(f"`{prm.name}` of `{rule.name}` must be one of {', '.join(prm.choices)}, got `{v.text}`",
+        raise ArchError(f"`{prm.name}` of `{rule.name}` must be one of {', '.join(prm.choices)}, got `{shown}`",
                         v.span, hint)
     if v.kind == "sqrt":
         if v.value[1] < 0:
-            raise ArchError(f"sqrt of a negative number: `{v.text}`", v.span, "use sqrt(N) with N >= 0")
+            raise ArchError(f"sqrt of a negative number: `{shown}`", v.span, "use sqrt(N) with N >= 0")
         number = math.sqrt(v.value[1])
     elif v.kind == "number":
         number = v.value
     else:
         raise bad("an integer" if prm.type == "int" else "a number")
     if prm.type == "int":
+        if isinstance(number, float) and math.isinf(number) or isinstance(number, int) and abs(number) > MAX_INT:
+            raise ArchError(f"`{prm.name}` of `{rule.name}` is too large, got `{shown}`", v.span,
+                            f"integer parameters are at most {MAX_INT}")
         if isinstance(number, float):
             if v.kind == "number" and number.is_integer() and "." not in v.text and "e" not in v.text.lower():
                 number = int(number)
@@ -316,6 +375,6 @@ def _convert(prm: Param, ps: ParamSyntax, rule: LayerRule):
             raise bad("a finite number")
     if prm.minimum is not None and (number < prm.minimum or (prm.exclusive_minimum and number == prm.minimum)):
         op = ">" if prm.exclusive_minimum else ">="
-        raise ArchError(f"`{prm.name}` of `{rule.name}` must be {op} {_show(prm.minimum)}, got `{v.text}`",
+        raise ArchError(f"`{prm.name}` of `{rule.name}` must be {op} {_show(prm.minimum)}, got `{shown}`",
                         v.span, f"expected {prm.describe()}")
     return number

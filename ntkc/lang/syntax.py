@@ -12,7 +12,10 @@ from importlib import resources
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ..errors import ArchSyntaxError, Span
+from ..errors import ArchSyntaxError, Span, source_lines
+
+MAX_NESTING = 100  # blocks inside each other; deeper is refused before parsing
+MAX_DIGITS = 100  # a number written with more digits is read as too large (never converted exactly)
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,20 @@ def _parser() -> Lark:
 
 
 def _number(text: str) -> float | int:
+    """The value of a SIGNED_NUMBER token; an integer too long to be meant (or to convert: Python
+    caps int() at 4,300 digits) reads as +-inf, so that the checks report it as too large."""
+    digits = text.lstrip("+-")
+    if len(digits) > MAX_DIGITS and digits.isdigit():
+        return float("-inf") if text.startswith("-") else float("inf")
     try:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def _count(text: str) -> int:
+    """A repeat count; one too long to convert is kept as a count too large for any network."""
+    return int(text) if len(text) <= MAX_DIGITS else 10 ** MAX_DIGITS
 
 
 class _ToSyntax(Transformer):
@@ -119,7 +132,7 @@ class _ToSyntax(Transformer):
     @v_args(meta=True)
     def repeat(self, meta, children):
         count, *body = children
-        return RepeatSyntax(int(count), tuple(body), self._span(meta, length=len("repeat")))
+        return RepeatSyntax(_count(str(count)), tuple(body), self._span(meta, length=len("repeat")))
 
     @v_args(meta=True)
     def residual(self, meta, children):
@@ -180,8 +193,11 @@ def parse(source: str, filename: str = "<arch>") -> tuple[LayerSyntax | RepeatSy
     """Parse `.arch` text into syntax records; raise `ArchSyntaxError` on a syntax error.
 
     `use` statements may appear at the top level only (not inside a block)."""
+    if source.startswith("\ufeff"):  # a UTF-8 byte-order mark is no part of the text
+        source = source[1:]
     if not source.endswith("\n"):
         source += "\n"
+    _check_nesting(source, filename)
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as err:
@@ -194,12 +210,13 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
     column = max(1, err.column if err.column and err.column > 0 else 1)
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
         # Point just past the last non-blank line instead of at the end of the file.
-        lines = source.splitlines()
+        lines = source_lines(source)
         line = max((i + 1 for i, l in enumerate(lines) if l.strip()), default=1)
         column = len(lines[line - 1]) + 1 if lines else 1
     span = Span(filename, line, column, source)
     label = None
-    text_line = source.splitlines()[line - 1] if 0 < line <= len(source.splitlines()) else ""
+    all_lines = source_lines(source)
+    text_line = all_lines[line - 1] if 0 < line <= len(all_lines) else ""
     if isinstance(err, UnexpectedToken) and err.token.type == "USE":
         return ArchSyntaxError("`use` is allowed only at the top level, not inside a `repeat` or `residual` block", span,
                                "move the `use` line to the top of the file")
@@ -216,7 +233,7 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
     if label is not None:
         return ArchSyntaxError(label, span, _HINTS[label])
     if isinstance(err, UnexpectedCharacters):
-        char = source.splitlines()[line - 1][column - 1] if source.splitlines() else "?"
+        char = text_line[column - 1] if column <= len(text_line) else "?"
         return ArchSyntaxError(
             f"unexpected character {char!r}", span,
             "statements are `NAME key=value ...`, one per line; values are numbers, words or sqrt(N)",
@@ -234,5 +251,23 @@ def _syntax_error(err: UnexpectedInput, source: str, filename: str) -> ArchSynta
 
 
 def _open_blocks(source: str) -> int:
-    text = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+    text = "\n".join(line.split("#", 1)[0] for line in source_lines(source))
     return text.count("{") - text.count("}")
+
+
+def _check_nesting(source: str, filename: str) -> None:
+    """Refuse blocks (`repeat`, `residual`) nested deeper than MAX_NESTING before parsing (the tree would be
+    too deep to transform), at the brace that goes too deep."""
+    depth = 0
+    for number, line in enumerate(source_lines(source), 1):
+        code = line.split("#", 1)[0]
+        for column, char in enumerate(code, 1):
+            if char == "{":
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise ArchSyntaxError(f"blocks are nested more than {MAX_NESTING} deep",
+                                          Span(filename, number, column, source),
+                                          "nest fewer blocks; a block that holds only another block is one "
+                                          "block with the product of the counts")
+            elif char == "}":
+                depth = max(0, depth - 1)

@@ -25,7 +25,7 @@ def dataset_kernels(file: str, ds, dtype: str, backend: str, quiet: bool, store:
     kernels are computed into (or resumed from) a Gram store and returned memory-mapped."""
     from ..engine.kernel import compile_kernel
 
-    k = compile_kernel(file)
+    k = compile_kernel(Path(file))  # a path, whatever its name ends in (never .arch text)
     if store is not None:
         return (k,) + _store_kernels(k, ds, dtype, backend, quiet, store)
     dt = torch_dtype(dtype)
@@ -85,23 +85,40 @@ def ridge_setting(text) -> tuple[float | None, tuple[float, ...] | None]:
     if text in ("auto", None):
         return None, DEFAULT_RIDGES
     try:
-        return float(text), None
-    except ValueError:
-        raise NtkcError(f"--ridge must be a number or 'auto', got {text!r}") from None
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (0.0 <= value < float("inf")):
+        raise NtkcError(f"--ridge must be a number >= 0 or 'auto', got {text!r}",
+                        hint="the ridge is relative to the kernel's mean diagonal, e.g. 1e-4")
+    return value, None
 
 
 def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, store: dict | None = None,
                 memory: int | None = None) -> list[dict]:
-    from .regression import kernel_regression
+    check_regression_inputs(ds, ridge)
+    k, tr, te = dataset_kernels(file, ds, dtype, backend, quiet, store, memory)
+    return regression_rows(file, ds, tr, te, ridge)
 
+
+def check_regression_inputs(ds, ridge) -> None:
+    """Refuse, before any kernel is computed, what regression cannot score."""
     if len(ds.y_test) == 0:
         raise NtkcError("regression needs test images to score, and this dataset selection has none",
                         hint="give --n-test a positive number (or leave it out to use all test images)")
+    ridge_setting(ridge)
+
+
+def regression_rows(file: str, ds, tr, te, ridge) -> list[dict]:
+    """Kernel regression with the NNGP and the NTK of computed kernels: one row for each."""
+    from .regression import kernel_regression
+
     fixed, ridges = ridge_setting(ridge)
     if ridges is not None and np.unique(ds.y_train, return_counts=True)[1].min() < 2:
         # One image of some class: nothing can be held out to choose a ridge; use none.
         fixed, ridges = 0.0, None
-    k, tr, te = dataset_kernels(file, ds, dtype, backend, quiet, store, memory)
+    train_classes = set(np.unique(ds.y_train).tolist())
+    unseen = sorted(set(np.unique(ds.y_test).tolist()) - train_classes)
     rows = []
     for which in ("nngp", "ntk"):
         res = kernel_regression(getattr(tr, which), ds.y_train, getattr(te, which), ds.y_test,
@@ -109,7 +126,8 @@ def regress_one(file: str, ds, dtype: str, backend: str, ridge, quiet: bool, sto
         rows.append({"arch": Path(file).name, "kernel": which.upper(), "n_train": len(ds.y_train),
                      "n_test": len(ds.y_test), "ridge": res.ridge, "jitter": res.jitter,
                      "accuracy": res.accuracy, "seconds": tr.seconds + te.seconds,
-                     "pairs": tr.pairs + te.pairs, "backend": tr.backend})
+                     "pairs": tr.pairs + te.pairs, "backend": tr.backend,
+                     "train_classes": len(train_classes), "unseen_test_classes": unseen})
     return rows
 
 
@@ -124,4 +142,21 @@ def format_table(rows: list[dict]) -> str:
                      f"{100 * r['accuracy']:>8.2f}% {r['seconds']:>10.1f} s")
     if any(r.get("jitter") for r in rows):
         lines.append("* a small jitter was added to make the kernel matrix positive definite")
+    lines += coverage_warnings(rows)
     return "\n".join(lines)
+
+
+def coverage_warnings(rows: list[dict]) -> list[str]:
+    """Warnings for accuracies that measure little: one class to learn from, or test classes the
+    training set never shows (those images cannot be classified right)."""
+    out = []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        if any(r.get("train_classes", 2) < 2 for r in mine):
+            out.append(f"warning: {arch}: the training set holds one class only, so every test image is given "
+                       "that class; the accuracy measures nothing about the kernel")
+        unseen = sorted({c for r in mine for c in r.get("unseen_test_classes", ())})
+        if unseen:
+            out.append(f"warning: {arch}: test classes {unseen} never occur in the training set, "
+                       "so their images are always misclassified")
+    return out

@@ -13,6 +13,7 @@ every activation's input (plane 0, plus whatever planes a later pool or readout 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,18 @@ class Band:
         return self.hi - self.lo + 1
 
     def entries(self) -> int:
-        """Number of real (p, q) pairs with p - q in the band."""
-        return sum(self.n - abs(d) for d in range(self.lo, self.hi + 1))
+        """Number of real (p, q) pairs with p - q in the band (a closed form of
+        sum over D of n - |D|)."""
+        def up_to(k: int) -> int:  # 1 + 2 + ... + k
+            return k * (k + 1) // 2
+
+        if self.lo >= 0:
+            total_abs = up_to(self.hi) - up_to(self.lo - 1)
+        elif self.hi <= 0:
+            total_abs = up_to(-self.lo) - up_to(-self.hi - 1)
+        else:
+            total_abs = up_to(-self.lo) + up_to(self.hi)
+        return self.count * self.n - total_abs
 
     def union(self, other: "Band | None") -> "Band":
         if other is None:
@@ -69,16 +80,12 @@ def union(a: Demand | None, b: Demand | None) -> Demand | None:
 
 
 def needed_input(axis: AxisWindow, band: Band) -> Band:
-    """The band of input displacements an axis window reads to produce `band`."""
-    n = axis.n_in
-    deltas = axis.displacements()
-    wraps = (-n, 0, n) if axis.wrap else (0,)
-    found = [axis.stride * d + delta + w
-             for d in range(band.lo, band.hi + 1) for delta in deltas for w in wraps]
-    found = [d for d in found if -n < d < n]
-    if not found:  # cannot happen for a well-formed window; keep plane 0 to stay defined
-        return Band(n, 0, 0)
-    return Band(n, min(found), max(found))
+    """The band of input displacements an axis window reads to produce `band` (the window
+    computes it in closed form, whatever the sizes)."""
+    found = axis.reads(band.lo, band.hi)
+    if found is None:  # cannot happen for a well-formed window; keep plane 0 to stay defined
+        return Band(axis.n_in, 0, 0)
+    return Band(axis.n_in, *found)
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class Program:
         for s in self.steps:
             out = _entries(s.demand_out)
             if s.window is not None:
-                terms = len(s.window.rows.terms) + len(s.window.cols.terms)
+                terms = s.window.rows.count + s.window.cols.count
                 total += out * (2 * terms + 4)
             elif s.kind == "activation":
                 total += out * ACTIVATION_FLOPS
@@ -140,9 +147,24 @@ class Program:
                 total += out * JOIN_FLOPS
         return total
 
+    def largest_state(self) -> tuple[int, "Step | None"]:
+        """(numbers, step) of the largest covariance state this program holds for one pair (or
+        image), as the backends store it (all planes: n^2 per axis; a band: planes x n); the
+        step is None for the input covariance."""
+        best = (0 if self.input_demand is None else _slots(self.input_demand), None)
+        for s in self.steps:
+            size = _slots(s.demand_out)
+            if size > best[0]:
+                best = (size, s)
+        return best
+
 
 ACTIVATION_FLOPS = 40  # a relu map with atan2 and sqrt, NNGP and derivative, S and T
 JOIN_FLOPS = 4  # the end of a residual block: S = S_x + c^2 S_f, the same for T
+
+
+def _slots(d: Demand) -> int:
+    return math.prod(b.n * b.n if b.full else b.count * b.n for b in d)
 
 
 def _entries(d: Demand) -> int:

@@ -10,12 +10,15 @@ Two kinds of rule cover the CNTK recursion:
 - `ActivationRule`: a pointwise map given by E[phi(X) phi(Y)] (NNGP) and E[phi'(X) phi'(Y)]
   (the derivative factor), stated once, as `maps` or as `nngp` + `dfactor`, in the ops
   vocabulary (`ntkc.rules.ops`), where (X, Y) is centred Gaussian with covariance
-  [[v1, u], [u, v2]].
+  [[v1, u], [u, v2]]. An activation may also state its elementwise function `phi(p, ops, x)`
+  in the same vocabulary, which is what a finite network (`k.network(...)`) applies.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from .axis import AxisWindow
 
 REQUIRED = object()
 
@@ -106,31 +109,6 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class AxisWindow:
-    """One axis of a window map: output position p reads input positions s*p + e + offset.
-
-    `terms` lists the (e, e') offset pairs summed for the (a-side, b-side) positions; `wrap`
-    takes input positions modulo `n_in` (circular padding) instead of reading zeros outside.
-    """
-
-    n_in: int
-    n_out: int
-    stride: int = 1
-    offset: int = 0
-    terms: tuple[tuple[int, int], ...] = ((0, 0),)
-    wrap: bool = False
-
-    @property
-    def mixes(self) -> bool:
-        """True when output plane D reads an input plane other than s*D (a stage break)."""
-        return self.wrap or any(a != b for a, b in self.terms)
-
-    def displacements(self) -> tuple[int, ...]:
-        """The distinct e - e' over the terms."""
-        return tuple(sorted({a - b for a, b in self.terms}))
-
-
-@dataclass(frozen=True)
 class Window:
     """A whole window map: two axes, a scalar weight, a bias variance and the NTK rule."""
 
@@ -147,8 +125,8 @@ class Window:
 
     @property
     def identity(self) -> bool:
-        return all(a.n_in == a.n_out and a.stride == 1 and a.offset == 0 and a.terms == ((0, 0),)
-                   and not a.wrap for a in (self.rows, self.cols))
+        return all(a.n_in == a.n_out and a.stride == 1 and a.offset == 0 and a.count == 1
+                   and a.terms == ((0, 0),) and not a.wrap for a in (self.rows, self.cols))
 
 
 class LayerRule:
@@ -173,6 +151,17 @@ class LayerRule:
 
 
 class WindowRule(LayerRule):
+    """A linear map on the covariance, stated by its `window`.
+
+    `fresh_weights` also says what the layer is in a finite network (`ntkc.finite`): True for a
+    layer with its own Gaussian weights (conv, dense), which maps C channels to new ones with
+    weights N(0, 1) scaled by sqrt(window.weight / C) and a bias N(0, 1) scaled by
+    sqrt(window.bias); its terms must pair each tap with itself (independent weights per tap).
+    False (pooling, lap, readouts) is a fixed linear map realised from the window itself: a sum
+    over the taps scaled by sqrt(weight) when the terms are every pair of taps, a stacking of the
+    taps as channels scaled by sqrt(weight x taps) when they are the diagonal (flatten).
+    """
+
     kind = "window"
 
     def window(self, p: Params, shape: Shape) -> Window:
@@ -193,6 +182,10 @@ class ActivationRule(LayerRule):
     - `nngp(p, ops, u, v1, v2)` and `dfactor(p, ops, u, v1, v2)` separately.
 
     Whichever is not given is derived from the other; registration checks the one that is.
+
+    `phi(p, ops, x)`, optional, is the function itself, elementwise on a tensor x, in the same
+    vocabulary; a finite network (`k.network(...)`, `ntkc.finite`) evaluates it with the torch
+    handler, so autograd differentiates it. Without it the kernels work and `network()` refuses.
     """
 
     kind = "activation"
@@ -210,6 +203,10 @@ class ActivationRule(LayerRule):
     def dfactor(self, p: Params, ops, u, v1, v2):
         """E[phi'(X) phi'(Y)]; derived from `maps` unless a rule states it."""
         return self.maps(p, ops, u, v1, v2, True)[1]
+
+    def phi(self, p: Params, ops, x):
+        """phi(x), elementwise; rules that a finite network can use state it."""
+        raise NotImplementedError(f"rule `{self.name}` states no elementwise function phi(p, ops, x)")
 
     def out_shape(self, p: Params, shape: Shape) -> Shape:
         return Shape(shape.height, shape.width, None, shape.reduced)
@@ -305,7 +302,9 @@ def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, a
 
     The taps are d * dilation for d in [0, size). `pairs=False` (a conv: independent weights per
     tap) sums the same tap on both sides, terms (e, e); `pairs=True` (a fixed average over the
-    window, as in pooling) sums every pair of taps, terms (e, f).
+    window, as in pooling) sums every pair of taps, terms (e, f). Taps that can never land
+    inside the map are left out (they read zeros), so the window's size beyond the map costs
+    nothing.
     """
     span = dilation * (size - 1) + 1
     if padding == "valid":
@@ -319,9 +318,21 @@ def conv_axis(n: int, size: int, stride: int, padding: str, dilation: int = 1, a
     else:
         n_out = -(-n // stride)
         lo = max((n_out - 1) * stride + span - n, 0) // 2
-    taps = [dilation * d for d in range(size)]
-    terms = tuple((e, f) for e in taps for f in taps) if pairs else tuple((e, e) for e in taps)
-    return AxisWindow(n, n_out, stride, -lo, terms, wrap=(padding == "circular"))
+    window = AxisWindow(n, n_out, stride, -lo, wrap=(padding == "circular"),
+                        taps=range(0, dilation * size, dilation), pairs=pairs)
+    return _landing(window)
+
+
+def _landing(window: AxisWindow) -> AxisWindow:
+    """The window with only the taps that can land inside the map: the others read zeros, so
+    a window far wider than the map costs what one as wide as the map does."""
+    taps = window.effective_taps()
+    if not isinstance(taps, range) or len(taps) == len(window.taps):
+        return window
+    if not len(taps):  # every tap reads padding: keep one, the layer still adds its zeros
+        taps = window.taps[:1]
+    return AxisWindow(window.n_in, window.n_out, window.stride, window.offset, wrap=window.wrap,
+                      taps=taps, pairs=window.pairs)
 
 
 def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
@@ -332,6 +343,5 @@ def pool_axis(n: int, size: int, stride: int, axis: str = "") -> AxisWindow:
             hint="use a smaller pooling size, or remove a shrinking layer before this one",
             param="size",
         )
-    terms = tuple((e, f) for e in range(size) for f in range(size))
-    return AxisWindow(n, (n - size) // stride + 1, stride, 0, terms)
+    return AxisWindow(n, (n - size) // stride + 1, stride, 0, taps=range(size), pairs=True)
 

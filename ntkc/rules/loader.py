@@ -37,6 +37,9 @@ def load_rules(spec: "str | Path", base_dir: "str | Path | None" = None) -> Modu
 
     _load_builtins()  # built-ins first, so a user module cannot shadow them by accident
     text = str(spec)
+    if not text.strip() or any(ord(c) < 32 for c in text):
+        raise RuleError(f"rule module {text!r} is not a usable name: it is empty or holds control characters",
+                        hint='write use "my_rules.py" or use "package.module"')
     if isinstance(spec, Path) or is_path(text):
         path = Path(text).expanduser()
         if not path.is_absolute():
@@ -49,8 +52,13 @@ def load_rules(spec: "str | Path", base_dir: "str | Path | None" = None) -> Modu
             where = "" if Path(text).is_absolute() else f" in {str(Path(base_dir or '.'))!r}"
             raise RuleError(f"rule module {text!r} not found{where}",
                             hint="give a path to a .py file relative to the .arch file, or a dotted module name")
+        if path.suffix != ".py":
+            raise RuleError(f"rule module {text!r} is not a .py file",
+                            hint='a `use` line names a Python file ending in .py, or a dotted module name')
         name = f"ntkc_user_rules_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise RuleError(f"rule module {text!r} cannot be imported as Python")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:

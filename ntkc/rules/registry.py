@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 
 from ..errors import RuleError
 from .ops import OPS, trace
@@ -111,9 +112,12 @@ def check_math(inst: ActivationRule, params: Params, where: str | None = None) -
     else:
         check_form(inst, where)
         return
-    for part, fn in parts:
+    parts = tuple((part, fn, ("u", "v1", "v2")) for part, fn in parts)
+    if states(inst, "phi"):  # the elementwise function of finite networks, in the same vocabulary
+        parts += (("phi", lambda ops, x: inst.phi(params, ops, x), ("x",)),)
+    for part, fn, inputs in parts:
         try:
-            trace(fn, "u", "v1", "v2")
+            trace(fn, *inputs)
         except AttributeError as err:
             raise RuleError(
                 f"{where}: `{part}` uses `ops.{err.args[0] if err.args else '?'}`, which is not in the ops vocabulary",
@@ -121,7 +125,7 @@ def check_math(inst: ActivationRule, params: Params, where: str | None = None) -
             ) from None
         except TypeError as err:
             raise RuleError(f"{where}: `{part}` cannot be traced: {err}",
-                            hint="write the math with + - * / and ops.* on u, v1, v2 (not Python's math "
+                            hint="write the math with + - * / and ops.* on its inputs (not Python's math "
                                  "module, numpy or `if` on their values; use ops.where)") from None
 
 
@@ -143,6 +147,14 @@ def check_window(rule: WindowRule, p: Params, shape: Shape) -> Window:
     if not isinstance(w, Window):
         raise LayerError(f"{where}: `window` returned {type(w).__name__}, not a Window",
                          hint="return Window(rows=AxisWindow(...), cols=AxisWindow(...), weight=...)")
+    for what, value in (("weight", w.weight), ("bias", w.bias)):
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite:
+            raise LayerError(f"{where}: the window's {what} is {value!r}, not a finite number",
+                             hint="a parameter is too large (its square overflows); use values of a sensible size")
     for axis, ax, n in (("rows", w.rows, shape.height), ("cols", w.cols, shape.width)):
         problem = None
         if ax.n_in != n:
@@ -151,7 +163,7 @@ def check_window(rule: WindowRule, p: Params, shape: Shape) -> Window:
             problem = f"its {axis} window has {ax.n_out} outputs"
         elif ax.stride < 1:
             problem = f"its {axis} window has stride {ax.stride}"
-        elif not ax.terms:
+        elif not ax.count:
             problem = f"its {axis} window has no terms"
         elif w.readout and ax.n_out != 1:
             problem = f"it is a readout but its {axis} window has {ax.n_out} outputs, not 1"

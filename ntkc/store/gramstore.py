@@ -8,7 +8,10 @@ Layout of a store folder:
     tiles/<block>/IIIII_JJJJJ.<checksum>.npy
                              one tile: an array [2, rows, cols] (NNGP, NTK) of rows
                              I*tile.. and columns J*tile.. of the block; the checksum in the
-                             name is blake2b-128 of the file's bytes
+                             name is blake2b-128, keyed with the store's binding (its id and
+                             what decides the bits, `manifest.binding`), of the tile's block
+                             and position and the file's bytes
+    .lock                    held (flock) by the process filling the store
     <block>.nngp.npy, <block>.ntk.npy
                              the assembled matrices, written once every tile is present and
                              read back memory-mapped
@@ -16,92 +19,47 @@ Layout of a store folder:
 Blocks are `train_train` (symmetric: only tiles on and above the diagonal are computed),
 `test_train` and optionally `test_test` (symmetric). Every file is written to a temporary
 name, flushed, fsynced and renamed, so a reader sees a whole tile or none; a tile whose bytes do
-not match its checksum, or whose shape is wrong, is deleted and computed again.
+not match its checksum (corrupt, truncated, moved, or copied from another store), or whose shape
+is wrong, is deleted and computed again. One process fills a store at a time: `lock()` makes a
+second one wait for the first, then find its tiles done.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (two processes on one store then duplicate work)
+    fcntl = None
 
 import numpy as np
 
-from ..errors import NtkcError
 from ..util.atomic import write_bytes as write_atomic
-from ..util.versions import versions
+from .manifest import (BLOCKS, MATCH_KEYS, StoreError, array_digest, binding, check,  # noqa: F401 (re-exported)
+                       get as _get, make_manifest)
 
-FORMAT = "ntkc-gram-store"
-VERSION = 1
-BLOCKS = {  # name: (row side, column side, symmetric)
-    "train_train": ("train", "train", True),
-    "test_train": ("test", "train", False),
-    "test_test": ("test", "test", True),
-}
-MATCH_KEYS = (  # manifest entries that must agree for a store to be resumed
-    ("architecture", ("arch", "sha256")),
-    ("training images", ("data", "train", "sha256")),
-    ("test images", ("data", "test", "sha256")),
-    ("precision", ("dtype",)),
-    ("backend", ("backend",)),
-    ("tile size", ("tile",)),
-)  # the pair batch and fusion are taken from the store on resume (see store.job.open_store)
 _TILE_NAME = re.compile(r"^(\d{5})_(\d{5})\.([0-9a-f]{32})\.npy$")
 STALE_TEMPORARY_SECONDS = 600.0  # a temporary file this old belongs to no live writer
+LOCK_NAME = ".lock"
 
 
-class StoreError(NtkcError):
-    """A Gram store that cannot be used as asked, or a write that failed."""
-
-
-def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def array_digest(x) -> str:
-    """A hash of an array's dtype, shape and values (for the manifest's dataset entries)."""
-    a = np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
+def digest(data: bytes, key: bytes = b"", where: str = "") -> str:
+    """blake2b-128 of `where` (a tile's block and position) and `data`, keyed with `key`."""
+    h = hashlib.blake2b(digest_size=16, key=key[:64])
+    h.update(where.encode() + b"\0")
+    h.update(data)
     return h.hexdigest()
-
-
-def make_manifest(arch_source: str, arch_file: str, x_train, x_test, *, description: str, dtype: str,
-                  backend: str, tile: int, batch: int, fuse: bool, blocks: tuple[str, ...]) -> dict:
-    """The manifest of a computation: everything that decides the bits of its tiles."""
-    data = {"description": description, "train": {"n": int(x_train.shape[0]), "shape": list(x_train.shape),
-                                                   "sha256": array_digest(x_train)}}
-    if x_test is not None:
-        data["test"] = {"n": int(x_test.shape[0]), "shape": list(x_test.shape), "sha256": array_digest(x_test)}
-    else:
-        data["test"] = {"n": 0, "shape": [], "sha256": None}
-    for b in blocks:
-        if b not in BLOCKS:
-            raise StoreError(f"unknown block {b!r}", hint=f"blocks are {', '.join(BLOCKS)}")
-        if "test" in BLOCKS[b][:2] and x_test is None:
-            raise StoreError(f"block {b} needs test images")
-    return {
-        "format": FORMAT, "version": VERSION,
-        "arch": {"file": str(arch_file), "source": arch_source,
-                 "sha256": hashlib.sha256(arch_source.encode()).hexdigest()},
-        "data": data, "dtype": dtype, "backend": backend, "tile": int(tile), "batch": int(batch),
-        "fuse": bool(fuse), "blocks": list(blocks), "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _get(d: dict, path: tuple[str, ...]):
-    for k in path:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
 
 
 @dataclass(frozen=True)
@@ -133,6 +91,7 @@ class GramStore:
     def __init__(self, root: Path, manifest: dict):
         self.root = Path(root)
         self.manifest = manifest
+        self.binding = binding(manifest)
         self.tile = int(manifest["tile"])
         self.dtype = np.dtype(manifest["dtype"])
         self.sizes = {"train": manifest["data"]["train"]["n"], "test": manifest["data"]["test"]["n"]}
@@ -194,7 +153,7 @@ class GramStore:
         else:
             if root.exists() and not root.is_dir():
                 raise StoreError(f"{root} exists and is not a folder", hint="give --store a folder path")
-            if root.exists() and any(root.iterdir()):
+            if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
                 raise StoreError(f"{root} is not empty and holds no manifest.json: it is not a Gram store",
                                  hint="give --store a new or empty folder")
             root.mkdir(parents=True, exist_ok=True)
@@ -225,11 +184,40 @@ class GramStore:
             raise StoreError(f"{path} cannot be read ({err})",
                              hint="the manifest is written atomically, so this folder was changed by hand; "
                                   "move it away and start a new store") from None
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise StoreError(f"{path} is not an ntkc Gram store manifest")
-        if m.get("version") != VERSION:
-            raise StoreError(f"{path} is a version {m.get('version')} store; this ntkc reads version {VERSION}")
-        return m
+        return check(m, str(path))
+
+    @contextlib.contextmanager
+    def lock(self, note: Callable[[str], None] | None = None):
+        """Hold the store's lock while filling it: a second process (or call) on the same
+        folder waits here, saying so through `note`, and then finds the first one's tiles done,
+        so no tile is computed twice. The lock is the kernel's (flock), released when the
+        holder exits however it exits (kill -9 included)."""
+        path = self.root / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot open the lock file {path}: {err.strerror or err}") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                    if note is not None:
+                        note(f"the store {self.root} is being filled by {holder}; waiting for it to finish")
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def on_disk_id(self) -> str | None:
+        """The store_id of the manifest now on disk (another process may have replaced it)."""
+        try:
+            return self._read_manifest(self.root).get("store_id")
+        except StoreError:
+            return None
 
     def clean_temporaries(self) -> None:
         """Remove temporary files left by writers that died (old enough to belong to no one)."""
@@ -312,7 +300,7 @@ class GramStore:
         raw = buf.getvalue()
         d = self._dir(tile.block)
         d.mkdir(parents=True, exist_ok=True)
-        name = f"{tile.i:05d}_{tile.j:05d}.{digest(raw)}.npy"
+        name = f"{tile.i:05d}_{tile.j:05d}.{self._digest(tile, raw)}.npy"
         try:
             write_atomic(d / name, raw)
         except OSError as err:
@@ -328,6 +316,9 @@ class GramStore:
             if other.name != name:
                 other.unlink(missing_ok=True)
 
+    def _digest(self, tile: Tile, raw: bytes) -> str:
+        return digest(raw, self.binding, f"{tile.block}/{tile.i}/{tile.j}")
+
     def read_tile(self, tile: Tile) -> np.ndarray | None:
         """The tile's [2, rows, cols] array, or None when it is missing or was corrupt (a corrupt
         file is deleted and noted in `repaired`, so that it is computed again)."""
@@ -340,8 +331,9 @@ class GramStore:
                 continue
             if not m:
                 reason = "an unexpected file name"
-            elif digest(raw) != m[3]:
-                reason = "its bytes do not match its checksum (corrupt or truncated)"
+            elif self._digest(tile, raw) != m[3]:
+                reason = ("its bytes do not match its checksum for this store and position (corrupt, truncated, "
+                          "moved, or copied from another store)")
             else:
                 try:
                     arr = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -417,10 +409,10 @@ class GramStore:
             mats = None
             if all(p.exists() for p in paths):
                 try:
-                    mats = [np.load(p, mmap_mode="r") for p in paths]
+                    mats = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]
                     if any(m.shape != self.shape(block) or m.dtype != self.dtype for m in mats):
                         raise ValueError("wrong shape or dtype")
-                except ValueError as err:
+                except (ValueError, OSError, EOFError) as err:
                     found.append(f"{block}: the assembled matrices cannot be read ({err})")
                     mats = None
             bad_block = mats is None and all(p.exists() for p in paths)
@@ -450,11 +442,26 @@ class GramStore:
         if not all(p.exists() for p in paths):
             raise StoreError(f"the store {self.root} is not complete: {block} is not assembled yet",
                              hint="rerun the `ntkc gram ... --store` command to finish it")
-        return tuple(np.load(p, mmap_mode="r") for p in paths)
+        out = []
+        for p in paths:
+            try:
+                m = np.load(p, mmap_mode="r", allow_pickle=False)
+                if m.shape != self.shape(block) or m.dtype != self.dtype:
+                    raise ValueError(f"it holds {m.dtype} {m.shape}, expected {self.dtype} {self.shape(block)}")
+            except (ValueError, OSError, EOFError) as err:
+                raise StoreError(f"the assembled matrix {p} is damaged: {err}",
+                                 hint="rerun the same command with --verify to check the tiles and assemble it "
+                                      "again") from None
+            out.append(m)
+        return tuple(out)
 
     def labels(self) -> dict:
-        with np.load(self.root / "labels.npz") as f:
-            return {k: f[k] for k in f.files}
+        try:
+            with np.load(self.root / "labels.npz", allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except Exception as err:  # noqa: BLE001  (missing, truncated, not a zip, objects)
+            raise StoreError(f"the labels of the store {self.root} cannot be read ({type(err).__name__}: {err})",
+                             hint="labels.npz is written with the store; compute the store again") from None
 
     def status(self) -> str:
         tiles = self.all_tiles()

@@ -8,7 +8,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..engine.tiling import DEFAULT_MEMORY, TILE, pair_batch
+from ..engine.sizes import tile_size
+from ..engine.tiling import TILE, pair_batch
+from ..errors import InputError
 from ..util.precision import precision_name
 from . import local, ray_runner
 from .gramstore import GramStore, StoreError, make_manifest
@@ -18,9 +20,20 @@ from .work import Settings
 def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None, y_test=None,
                dtype: str = "float32", backend: str = "auto", device=None, memory: int | None = None,
                tile: int = TILE, fuse: bool | None = None, test_test: bool = False) -> tuple[GramStore, Settings]:
-    """Create or resume the store for this computation (refusing one made for another)."""
-    memory = memory or DEFAULT_MEMORY
+    """Create or resume the store for this computation (refusing one made for another). The
+    images, labels, tile size and memory are checked before anything is written."""
     precision = precision_name(dtype)
+    memory = kernel.check_memory(precision, memory)
+    try:
+        tile = tile_size(tile)
+    except ValueError as err:
+        raise InputError(str(err), "the tile size is a number of images per tile side, e.g. 256") from None
+    kernel.check_images(x_train, "x_train", precision, device, convert=False)
+    if x_test is not None:
+        kernel.check_images(x_test, "x_test", precision, device, convert=False)
+    for name, y, x in (("y_train", y_train, x_train), ("y_test", y_test, x_test)):
+        if y is not None and x is not None and len(y) != len(x):
+            raise InputError(f"{name} has {len(y)} labels for {len(x)} images", "give one label per image")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     chosen = kernel.backend(backend, precision, dev)
     if fuse is None:
@@ -60,9 +73,9 @@ def fill(store: GramStore, kernel, x_train, x_test, settings: Settings, *, devic
         for msg in problems:
             log(msg)
         log(f"verified {store.root}: {len(problems) or 'no'} problem(s) found")
-    images = {"train": local.as_tensor(x_train, settings, device)}
+    images = {"train": kernel.check_images(x_train, "x_train", settings.dtype, device)}
     if x_test is not None:
-        images["test"] = local.as_tensor(x_test, settings, device)
+        images["test"] = kernel.check_images(x_test, "x_test", settings.dtype, device)
     total = sum(t.pairs for t in store.all_tiles())
     started = time.perf_counter()
     stats = {"tiles_computed": 0, "tiles_stored_before": 0, "pairs": total}
@@ -105,13 +118,22 @@ def gram_store(kernel, root, x_train, x_test=None, *, y_train=None, y_test=None,
     finished tiles stay; call again to resume). `log` receives progress messages, `warn`
     (default: `log`, else print) warnings such as changed library versions.
     """
-    store, settings = open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
-                                 y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
-                                 tile=tile, test_test=test_test)
-    for w in store.warnings:
-        (warn or log or print)(w)
-    if log is not None:
-        log(f"store {store.root}: {store.status()} already done")
-    store.last_run = fill(store, kernel, x_train, x_test, settings, device=device, executor=executor,
-                          address=address, progress=progress, log=log, verify=verify)
+    def opened():
+        return open_store(root, kernel, x_train, x_test, description=description, y_train=y_train,
+                          y_test=y_test, dtype=dtype, backend=backend, device=device, memory=memory,
+                          tile=tile, test_test=test_test)
+
+    store, settings = opened()
+    # One process fills a store at a time: a second waits for the lock, then finds the tiles done.
+    with store.lock(log or warn or print):
+        if store.on_disk_id() != store.manifest["store_id"]:
+            # Another process made this folder's manifest at the same moment: resume that one
+            # (refused, as any resume, if it is for another computation).
+            store, settings = opened()
+        for w in store.warnings:
+            (warn or log or print)(w)
+        if log is not None:
+            log(f"store {store.root}: {store.status()} already done")
+        store.last_run = fill(store, kernel, x_train, x_test, settings, device=device, executor=executor,
+                              address=address, progress=progress, log=log, verify=verify)
     return store

@@ -1,18 +1,8 @@
 """The local runner of a Gram store: every missing unit computed in this process, in order."""
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from ..engine.tiling import MapCache
-from .work import Settings, run_unit, units
-
-
-def as_tensor(x, settings: Settings, device) -> torch.Tensor:
-    """Images as a tensor in the store's precision, on `device`."""
-    t = torch.as_tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
-    t = t.to(settings.torch_dtype)
-    return t.to(device) if device is not None else t
+from .work import run_unit, units
 
 
 def fill_local(store, kernel, images, todo, settings, done0, total, progress) -> None:

@@ -36,9 +36,17 @@ class TorchOps:
         return torch.atan2(*self._pair(y, x))
 
     def maximum(self, a, b):
+        if not isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
+            return torch.clamp(a, min=b)  # a constant bound: no tensor of it is materialised
+        if not isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            return torch.clamp(b, min=a)
         return torch.maximum(*self._pair(a, b))
 
     def minimum(self, a, b):
+        if not isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
+            return torch.clamp(a, max=b)
+        if not isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            return torch.clamp(b, max=a)
         return torch.minimum(*self._pair(a, b))
 
     def where(self, cond, a, b):

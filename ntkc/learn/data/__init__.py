@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import validate
 from .dataset import DataError, Dataset, _find_folder, default_data_dirs
 from .formats import load_cifar10, load_digits, load_mnist, load_npz, read_cifar_pickle, read_idx
 from .preprocess import (apply_zca, balanced_indices, balanced_subset, channel_stats, fit_zca, standardize, subset,
@@ -86,6 +87,10 @@ def load_dataset(
     Steps, in order: scale to [0, 1], subsets, per-channel standardisation, ZCA; statistics
     come from the training images actually returned. `Dataset.description` lists them.
     """
+    validate.request(n_train, n_test, seed)
+    if not isinstance(name, (str, Path)):
+        raise DataError(f"a dataset is named by a string, got {type(name).__name__}")
+    name = str(name)
     key = name.lower()
     if key.startswith("npz:") or key.endswith(".npz"):
         ds = load_npz(name[4:] if key.startswith("npz:") else name, layout=layout)
@@ -103,8 +108,13 @@ def load_dataset(
     else:
         raise DataError(f"unknown dataset {name!r}",
                         "known: digits, cifar10, mnist, fashion-mnist, npz:PATH or PATH.npz")
+    validate.split(ds, ds.name)
     ds = subset(ds, n_train, n_test, seed)
-    ds = replace(ds, x_train=ds.x_train.astype(dtype), x_test=ds.x_test.astype(dtype))
+    with np.errstate(over="ignore"):
+        ds = replace(ds, x_train=ds.x_train.astype(dtype), x_test=ds.x_test.astype(dtype))
+    for name in ("x_train", "x_test"):
+        validate.finite_images(getattr(ds, name), name, ds.name, f"holds values too large for {np.dtype(dtype).name}",
+                               "rescale the images, or load them in float64")
     if standardise:
         ds = standardize(ds)
     if zca is not None:

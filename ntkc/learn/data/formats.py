@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import validate
 from .dataset import DataError, Dataset
 
 log = logging.getLogger("ntkc.data")
@@ -119,19 +120,17 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in ("data", "labels") if k not in d]
     if missing:
         raise DataError(f"{path}: missing key(s) {missing}; found {sorted(map(str, d))}", hint)
-    data = np.asarray(d["data"])
-    labels = np.asarray(d["labels"])
-    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
-        raise DataError(
-            f"{path}: 'data' must be uint8 [N, 3072], found {data.dtype} {list(data.shape)}", hint
-        )
-    if labels.shape != (data.shape[0],) or labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(
-            f"{path}: 'labels' must be {data.shape[0]} ints in 0..9, found shape "
-            f"{list(labels.shape)}" + (f" range {labels.min()}..{labels.max()}" if labels.size else ""),
-            hint,
-        )
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        found = f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: 'data' must be uint8 [N, 3072], found {found}", hint)
+    raw = d["labels"]
+    if not isinstance(raw, (list, tuple, np.ndarray)):
+        raise DataError(f"{path}: 'labels' must be a list of ints in 0..9, found {type(raw).__name__}", hint)
+    labels = validate.labels(raw, data.shape[0], f"{path}: 'labels'")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{path}: 'labels' must be ints in 0..9, found {labels.max()}", hint)
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def load_cifar10(path: str | Path) -> Dataset:
@@ -166,8 +165,7 @@ def load_cifar10(path: str | Path) -> Dataset:
     if (root / "batches.meta").is_file():
         meta = read_cifar_pickle(root / "batches.meta")
         raw = meta.get(b"label_names", meta.get("label_names"))
-        if raw is not None and len(raw) == 10:
-            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+        names = validate.class_names(raw, 10, f"{root / 'batches.meta'}: 'label_names'", names)[:10]
     return Dataset(
         (x_tr / np.float32(255)).astype(np.float32), y_tr,
         (x_te / np.float32(255)).astype(np.float32), y_te,
@@ -300,15 +298,7 @@ def load_npz(path: str | Path, layout: str = "NCHW") -> Dataset:
     path = Path(path)
     if layout not in ("NCHW", "NHWC"):
         raise DataError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: file does not exist", "check the path after 'npz:'") from e
-    except (OSError, ValueError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable .npz ({e})",
-                        "write it with numpy.savez(path, x_train=..., y_train=..., "
-                        "x_test=..., y_test=...)") from e
+    arrays = validate.read_npz(path)
     found = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in arrays.items()) or "nothing"
     need = ("x_train", "y_train", "x_test", "y_test")
     missing = [k for k in need if k not in arrays]
@@ -328,22 +318,17 @@ def load_npz(path: str | Path, layout: str = "NCHW") -> Dataset:
                             f"images are [N, C, H, W] or [N, H, W, C] (layout={layout!r})")
         if x.dtype == np.uint8:
             return (x / np.float32(255)).astype(np.float32)
-        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        if x.dtype == bool or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise DataError(f"{path}: {key} must be numeric, found {x.dtype}")
+        validate.finite_images(x, key, str(path))
         return np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64)
 
-    def labels(key: str, n: int) -> np.ndarray:
-        y = arrays[key]
-        if y.ndim != 1 or len(y) != n:
-            raise DataError(f"{path}: {key} must be 1-D with one label per image ({n}); "
-                            f"found {found}")
-        if not np.issubdtype(y.dtype, np.integer):
-            if not (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
-                raise DataError(f"{path}: {key} must hold integer labels, found {y.dtype}")
-        if y.size and y.min() < 0:
-            raise DataError(f"{path}: {key} has negative labels", "labels are 0..K-1")
-        return y.astype(np.int64)
-
+    # Labels first: they decide how many classes (names, one-hot columns) anything allocates.
+    for key, images_key in (("y_train", "x_train"), ("y_test", "x_test")):
+        if arrays[images_key].ndim == 0:
+            raise DataError(f"{path}: {images_key} must have 3 or 4 dims, found {found}")
+    y_tr = validate.labels(arrays["y_train"], len(arrays["x_train"]), f"{path}: y_train")
+    y_te = validate.labels(arrays["y_test"], len(arrays["x_test"]), f"{path}: y_test")
     x_tr, x_te = images("x_train"), images("x_test")
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DataError(
@@ -351,14 +336,13 @@ def load_npz(path: str | Path, layout: str = "NCHW") -> Dataset:
             f"{list(x_te.shape[1:])} as (C, H, W) with layout={layout!r}; found {found}",
             "is `layout` right? NCHW puts channels second, NHWC last",
         )
-    y_tr, y_te = labels("y_train", len(x_tr)), labels("y_test", len(x_te))
     k = int(max(y_tr.max(initial=-1), y_te.max(initial=-1))) + 1
     names = tuple(str(i) for i in range(k))
     if "class_names" in arrays:
-        names = tuple(str(c) for c in arrays["class_names"].tolist())
-        if len(names) < k:
-            raise DataError(f"{path}: class_names has {len(names)} entries but labels go up "
-                            f"to {k - 1}")
+        raw = arrays["class_names"]
+        if raw.ndim != 1 or raw.dtype.kind not in "US":
+            raise DataError(f"{path}: class_names must be a 1-D array of strings, found {raw.dtype} {list(raw.shape)}")
+        names = validate.class_names([str(c) for c in raw.tolist()], k, f"{path}: class_names", names)
     return Dataset(x_tr, y_tr, x_te, y_te, path.stem, names,
                    f"npz {path} (layout {layout})" + ("; uint8 scaled to [0,1] (/255)"
                                                        if arrays["x_train"].dtype == np.uint8 else ""),

@@ -65,15 +65,38 @@ def standardize(ds: Dataset) -> Dataset:
 
     A constant channel (std 0) is only centred.
     """
-    mean, std = channel_stats(ds.x_train)
-    std = np.where(std > 0, std, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = channel_stats(ds.x_train)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        peak = float(np.abs(ds.x_train).max())
+        raise DataError(f"x_train holds values up to {peak:.3g}, whose per-channel mean and spread overflow "
+                        "float64, so the images cannot be standardised",
+                        "rescale the images before saving them (e.g. divide by their largest value)")
+    # A channel whose values are all equal (exactly: a std computed around a rounded mean is not
+    # 0 for values near 1e30) is only centred, on its own value, to exactly 0.
+    constant = ds.x_train.max(axis=(0, 2, 3)) == ds.x_train.min(axis=(0, 2, 3)) if len(ds.x_train) else \
+        np.zeros(len(mean), bool)
+    if constant.all() and len(ds.x_train):
+        raise DataError("every channel of x_train is constant, so standardised images would all be zero "
+                        "and every kernel entry 0",
+                        "check the data: values near 1e30 that differ only in their last digits are equal in "
+                        "float32; rescale them, or pass standardise=False")
+    mean = np.where(constant, ds.x_train.min(axis=(0, 2, 3)) if len(ds.x_train) else mean, mean)
+    std = np.where(constant | ~(std > 0), 1.0, std)
     dtype = ds.x_train.dtype
 
-    def f(x: np.ndarray) -> np.ndarray:
-        return ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(dtype)
+    def f(x: np.ndarray, name: str) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(dtype)
+        bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1)) if out.size else []
+        if len(bad):
+            raise DataError(f"standardising {name} overflows {np.dtype(dtype).name} in images {bad[:5].tolist()}: "
+                            "they lie far outside the training images' range",
+                            "rescale the data, or compute in float64 (--dtype float64)")
+        return out
 
-    return ds._with("per-channel standardised with train mean/std", x_train=f(ds.x_train),
-                    x_test=f(ds.x_test), meta={"channel_mean": mean, "channel_std": std})
+    return ds._with("per-channel standardised with train mean/std", x_train=f(ds.x_train, "x_train"),
+                    x_test=f(ds.x_test, "x_test"), meta={"channel_mean": mean, "channel_std": std})
 
 
 def fit_zca(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,12 @@ class ABRelu(ActivationRule):
             factor = None if factor is None else factor + a * b
         return nngp, factor
 
+    def phi(self, p, ops, x):
+        a, b = self.slopes(p)
+        pos = ops.maximum(x, 0.0)
+        out = pos if b == 1.0 else b * pos  # (relu stays one op on a network's largest tensors)
+        return out if a == 0.0 else out + a * ops.minimum(x, 0.0)
+
 
 @register
 class Relu(ABRelu):

@@ -19,7 +19,7 @@ class Conv(WindowRule):
     """conv: k x k convolution (stride, dilation, same/valid/circular padding, weight and bias std)."""
 
     name = "conv"
-    fresh_weights = True
+    fresh_weights = True  # its own Gaussian weights (a residual branch may end in it; a finite layer with parameters)
     params = (
         Param("size", "int", 3, minimum=1, doc="kernel size k (k x k)"),
         Param("stride", "int", 1, minimum=1, doc="stride s"),

@@ -11,7 +11,7 @@ class Dense(WindowRule):
     """dense: fully connected layer (after gap/flatten or another dense)."""
 
     name = "dense"
-    fresh_weights = True
+    fresh_weights = True  # its own Gaussian weights (a residual branch may end in it; a finite layer with parameters)
     params = (
         Param("w_std", "float", 1.0, minimum=0, doc="weight standard deviation w"),
         Param("b_std", "float", 0.0, minimum=0, doc="bias standard deviation b"),

@@ -16,5 +16,8 @@ class Erf(ActivationRule):
     def nngp(self, p, ops, u, v1, v2):
         return (2.0 / ops.pi) * ops.asin(2.0 * u * ops.rsqrt((1.0 + 2.0 * v1) * (1.0 + 2.0 * v2)))
 
+    def phi(self, p, ops, x):
+        return ops.erf(x)
+
     def dfactor(self, p, ops, u, v1, v2):
         return (4.0 / ops.pi) * ops.rsqrt((1.0 + 2.0 * v1) * (1.0 + 2.0 * v2) - 4.0 * u * u)

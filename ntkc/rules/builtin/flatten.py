@@ -7,7 +7,7 @@ from ..registry import register
 
 
 def _diagonal(n: int) -> AxisWindow:
-    return AxisWindow(n, 1, 1, 0, tuple((e, e) for e in range(n)))
+    return AxisWindow(n, 1, 1, 0, taps=range(n))  # the terms (e, e), described
 
 
 @register

@@ -17,9 +17,9 @@ scalar that the mirror leaves alone. The runtime evaluates the sum by wrapping t
 """
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
-
-import numpy as np
+from math import gcd
 
 from ...rules import AugmentRule, AxisWindow, LayerError, Params, register
 
@@ -28,26 +28,45 @@ from ...rules import AugmentRule, AxisWindow, LayerError, Params, register
 def mirror_symmetric(ax: AxisWindow) -> bool:
     """True when the axis map commutes with reversing the axis on both sides.
 
-    The map sends input entries (i, j) to output entry (p, q), once per window term that
-    connects them; it commutes with the mirror when that multiset of (p, q, i, j) equals its
-    image under p -> m-1-p, q -> m-1-q, i -> n-1-i, j -> n-1-j. The entries are listed sparsely
-    (m^2 x terms rows), so large maps cost no m^2 n^2 table.
+    The map sends input entries (i, j) to output entry (p, q), once per window term (e, f)
+    that connects them: i = s p + e + o, j = s q + f + o (modulo n when it wraps). It commutes
+    with the mirror when that multiset of (p, q, i, j) equals its image under p -> m-1-p,
+    q -> m-1-q, i -> n-1-i, j -> n-1-j. The mirror of term (e, f)'s entries are exactly the
+    entries of term (c - e, c - f) with c = n - 1 - 2 o - s (m - 1), and distinct terms have
+    disjoint entries, so the test is on the terms alone, never on an m^2 grid:
+
+    - without wrapping: the terms that land inside the map (both taps do for some p, q) must
+      be their own image under e -> c - e (for a described window: the landing taps, a
+      progression, must be symmetric about c / 2);
+    - wrapping: the multiset of (e mod n, f mod n) must be its own image modulo n.
     """
     n, m = ax.n_in, ax.n_out
-    pp, qq = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(m), indexing="ij"))
-    rows = []
-    for e, f in ax.terms:
-        i = ax.stride * pp + e + ax.offset
-        j = ax.stride * qq + f + ax.offset
+    c = n - 1 - 2 * ax.offset - ax.stride * (m - 1)
+    if ax.taps is not None:
         if ax.wrap:
-            i, j = i % n, j % n
-        keep = (i >= 0) & (i < n) & (j >= 0) & (j < n)
-        rows.append(np.stack([pp[keep], qq[keep], i[keep], j[keep]], axis=1))
-    entries = np.concatenate(rows) if rows else np.zeros((0, 4), dtype=np.int64)
-    mirrored = np.array([m - 1, m - 1, n - 1, n - 1]) - entries
-    a, ca = np.unique(entries, axis=0, return_counts=True)
-    b, cb = np.unique(mirrored, axis=0, return_counts=True)
-    return a.shape == b.shape and bool(np.array_equal(a, b) and np.array_equal(ca, cb))
+            counts = _residues(ax.taps, n)
+            return all(counts.get((c - r) % n, 0) == k for r, k in counts.items())
+        taps = ax.effective_taps()
+        if isinstance(taps, range):
+            return not len(taps) or taps[0] + taps[-1] == c
+        return set(taps) == {c - e for e in taps}
+    if ax.wrap:
+        terms = Counter((e % n, f % n) for e, f in ax.terms)
+        return all(terms.get(((c - e) % n, (c - f) % n), 0) == k for (e, f), k in terms.items())
+    terms = Counter((e, f) for e, f in ax.terms if ax.tap_lands(e) and ax.tap_lands(f))
+    return all(terms.get((c - e, c - f), 0) == k for (e, f), k in terms.items())
+
+
+def _residues(taps: range, n: int) -> dict[int, int]:
+    """How many taps fall on each residue modulo n, in O(min(len(taps), n)): the residues of a
+    progression repeat with period n / gcd(step, n)."""
+    k = len(taps)
+    period = n // gcd(taps.step, n) if k > 1 else 1
+    full, rest = divmod(k, period)
+    counts = {}
+    for j in range(min(k, period)):
+        counts[(taps.start + taps.step * j) % n] = full + (1 if j < rest else 0)
+    return counts
 
 
 @register

@@ -7,7 +7,7 @@ from ..registry import register
 
 
 def _all_pairs(n: int) -> AxisWindow:
-    return AxisWindow(n, 1, 1, 0, tuple((e, f) for e in range(n) for f in range(n)))
+    return AxisWindow(n, 1, 1, 0, taps=range(n), pairs=True)  # every (e, f): described, not listed
 
 
 @register

@@ -39,3 +39,6 @@ class Gelu(ActivationRule):
             return nngp, None
         factor = 0.25 + 0.25 * (gg + gpgp * (u / q1 + u / q2) + gpgp * u * rd * rd)
         return nngp, factor
+
+    def phi(self, p, ops, x):
+        return 0.5 * x * (1.0 + ops.erf(x * (0.5 ** 0.5)))

@@ -14,3 +14,6 @@ class Identity(ActivationRule):
 
     def dfactor(self, p, ops, u, v1, v2):
         return u * 0.0 + 1.0
+
+    def phi(self, p, ops, x):
+        return x

@@ -231,6 +231,9 @@ def _output(path: str | None, flag: str) -> None:
 def cmd_compile(args) -> int:
     import ntkc
 
+    if args.json and args.emit != "report":
+        print(f"ntkc: error: --json goes with --emit report (not --emit {args.emit})", file=sys.stderr)
+        return 2
     k = ntkc.compile(Path(args.file))
     if args.emit == "plan":
         print(k.describe())

@@ -172,9 +172,11 @@ def check_in_parallel(names, args) -> list[dict]:
 
 
 def start_model(names, arch: int) -> dict:
-    """One process per benchmark network computing the model's prediction (AOT compiles)."""
+    """One process per benchmark network computing the model's prediction (AOT compiles of the
+    full-size example, so in --smoke the ratio means nothing), never in the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     return {name: subprocess.Popen([sys.executable, __file__, "--model-only", name, "--arch", str(arch)],
-                                   stdout=subprocess.PIPE, text=True) for name in names}
+                                   stdout=subprocess.PIPE, text=True, env=env) for name in names}
 
 
 def model_only(name: str, arch: int) -> None:
@@ -220,10 +222,11 @@ def bench(names, device, smoke: bool, seconds: float, model: dict) -> list[dict]
             pred = model.get(name, {}).get(dtype)
             r = {"example": name, "dtype": dtype, "images": n, "pairs": n * n, "repeats": len(times),
                  "measured_pairs_per_s": round(rate, 1), "model_pairs_per_s": pred,
-                 "measured_over_model": round(rate / pred, 3) if pred else None}
+                 "measured_over_model": rate / pred if pred else None}
             rows.append(r)
-            ratio = f"{r['measured_over_model']:.2f}" if pred else "-"
-            print(f"  {name:<14} {dtype:<8} measured {rate:>14,.0f} pairs/s   model {pred or '-':>14}   "
+            ratio = f"{r['measured_over_model']:.3g}" if pred else "-"
+            model_text = f"{pred:,}" if pred else "-"
+            print(f"  {name:<14} {dtype:<8} measured {rate:>14,.0f} pairs/s   model {model_text:>14}   "
                   f"measured/model {ratio}", flush=True)
     return rows
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from support.paths import ROOT
+from support.triton_cases import cuda_backend
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 # circulant+epilogue, circulant, legacy (a stride-2 conv), a user rule
@@ -60,6 +61,20 @@ def test_smoke_catches_a_perturbed_diagonal(tmp_path):
     r64, r32 = res["checks"]
     assert not r64["ok"] and r64["diag_ntk"] >= 5e-8  # float64 allows 1e-10
     assert r32["ok"]  # 1e-7 is within float32's 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cuda_backend(), reason="this triton has no CUDA backend to compile for")
+def test_smoke_with_the_model_puts_the_prediction_beside_the_measurement(tmp_path):
+    """The path a GPU run takes: the model's processes (ahead-of-time compiles, out of the
+    interpreter) feed the table. In --smoke the model is of the full-size network, so only the
+    plumbing is checked, not the ratio."""
+    p, res = _run(tmp_path, "--examples", "cntk_v_d3", "--bench", "cntk_v_d3", "--model")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for r in res["bench"]:
+        assert r["model_pairs_per_s"] > 0
+        assert r["measured_over_model"] == pytest.approx(r["measured_pairs_per_s"] / r["model_pairs_per_s"], rel=1e-2)
+    assert res["model_target"] == "sm_90" and "measured/model" in p.stdout
 
 
 @pytest.mark.parametrize("where", [(0, 0), (0, 2), (2, 0), (1, 2)])

@@ -148,10 +148,20 @@ def check_examples(names, device, smoke: bool, n: int, inject: float) -> list[di
 
 
 def check_in_parallel(names, args) -> list[dict]:
-    """The checks split round-robin over `args.jobs` processes of this script on the same GPU."""
+    """The checks split over `args.jobs` processes of this script on the same GPU. Compiling the
+    kernels dominates, so the examples are dealt longest first by the length of their generated
+    source, each to the process with the least so far."""
+    import ntkc
+    from ntkc.backends.triton.module import build
+    cost = {n: len(build(ntkc.compile(ROOT / "examples" / f"{n}.arch").plan).source) for n in names}
+    shares: list[list[str]] = [[] for _ in range(args.jobs)]
+    load = [0] * args.jobs
+    for n in sorted(names, key=lambda n: -cost[n]):
+        k = load.index(min(load))
+        shares[k].append(n)
+        load[k] += cost[n]
     procs, parts = [], []
-    for part in range(args.jobs):
-        share = names[part::args.jobs]
+    for part, share in enumerate(shares):
         if not share:
             continue
         out = Path(args.json).with_suffix(f".part{part}.json")
@@ -238,7 +248,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", default=",".join(BENCH), help=f"networks to time (default {','.join(BENCH)})")
     ap.add_argument("--images", type=int, help="random images per check, plus a duplicate (default 4; 2 in --smoke)")
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per network and dtype (default 2)")
-    ap.add_argument("--jobs", type=int, help="processes for the checks (default 4 on a GPU, 1 in --smoke)")
+    ap.add_argument("--jobs", type=int, help="processes for the checks (default 6 on a GPU, 1 in --smoke)")
     ap.add_argument("--json", default="gpu_check.json", help="results file (default ./gpu_check.json)")
     ap.add_argument("--lark-wheel", help="a lark-*.whl to import lark from when it is not installed")
     ap.add_argument("--model", action="store_true", help="with --smoke: compute the model anyway (slow)")
@@ -272,7 +282,7 @@ def main(argv=None) -> int:
     print(f"{info['device']}; torch {info['torch']}, triton {info['triton']}; ntkc from {ROOT}", flush=True)
     names = args.examples.split(",") if args.examples else sorted(p.stem for p in (ROOT / "examples").glob("*.arch"))
     running = start_model(args.bench.split(","), arch) if not args.no_bench and (not args.smoke or args.model) else {}
-    jobs = args.jobs or (1 if args.smoke else 4)
+    jobs = args.jobs or (1 if args.smoke else 6)
     print(f"1. agreement with the torch backend in float64 on the same device, {args.images} images + a duplicate; "
           f"errors relative to the largest entry", flush=True)
     if jobs > 1 and len(names) > 1:

@@ -70,6 +70,13 @@ def test_bad_numbers_are_refused_before_any_work(arch, tmp_path, capsys, no_work
     assert not (tmp_path / "s").exists() and not (tmp_path / "k.npz").exists()
 
 
+def test_json_is_refused_without_the_report(arch, capsys):
+    for emit in ("plan", "triton"):
+        assert main(["compile", str(arch), "--emit", emit, "--json"]) == 2
+        err = capsys.readouterr().err
+        assert "--emit report" in err and "Traceback" not in err
+
+
 def test_a_negative_or_nan_ridge_is_refused(arch, capsys, no_work):
     for ridge in ("-1", "nan", "inf"):
         assert main(["regress", str(arch), "--ridge", ridge, "--quiet"]) == 2

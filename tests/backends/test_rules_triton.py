@@ -67,7 +67,9 @@ def test_user_rule_math_is_rendered_into_the_kernel():
 @pytest.mark.slow
 @pytest.mark.skipif(not cuda_backend(), reason="this triton has no CUDA backend to compile for")
 def test_new_rules_compile_for_sm90():
-    from ntkc.backends.triton import report as tr
+    from ntkc.backends.triton.report import build_report
     text = TINY["user_sine"].replace("flatten\ndense\n", "") + "lap size=3\ngelu\nabrelu a=0.1 b=2\ngap\n"
-    rows = tr.report(ntkc.compile(text).plan, archs=(90,), dtypes=("float32",))
-    assert rows and all(r.target == "sm_90" and r.registers > 0 for r in rows)
+    m = build_report(ntkc.compile(text).arch, archs=(90,), dtypes=("float32",))
+    rows = m["kernels"]
+    assert rows and all(r["arch"] == "sm_90" and r["registers"] > 0 for r in rows)
+    assert m["predicted_pairs_per_s"]["sm_90"]["float32"] > 0

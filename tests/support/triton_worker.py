@@ -49,14 +49,19 @@ def kernel_case(case: dict) -> dict:
     x2 = _images(shape, case["n2"], case["seed"] + 1, False) if case.get("n2") else None
     dtype = DTYPES[case["dtype"]]
     ex = k.backend("triton", dtype, torch.device("cpu"))
+    if case.get("circulant"):  # another v2 program shape: BLOCK_P pairs x BLOCK_X tile columns
+        bp, bx = case["circulant"]
+        ex.launches = [schedule.CirculantLaunch(bp, bx, 1) if k.kind.value == "circulant" else launch
+                       for k, launch in zip(ex.generated.kernels, ex.launches)]
     if case.get("block_items"):
-        ex.launches = [schedule.Launch(case["block_items"], 1, case.get("programs", 2)) for _ in ex.launches]
+        ex.launches = [schedule.Launch(case["block_items"], 1, case.get("programs", 2)) if k.legacy else launch
+                       for k, launch in zip(ex.generated.kernels, ex.launches)]
     start = time.perf_counter()
     got = k(x1.to(dtype), None if x2 is None else x2.to(dtype), dtype=dtype, backend="triton")
     seconds = time.perf_counter() - start
     ref = k(x1, x2, dtype=torch.float64, backend="torch")
     out = {"nngp": _rel(got.nngp, ref.nngp), "ntk": _rel(got.ntk, ref.ntk), "seconds": seconds,
-           "kernels": len(ex.generated.kernels)}
+           "kernels": len(ex.generated.kernels), "kinds": [k.kind.value for k in ex.generated.kernels]}
     if dtype == torch.float32:  # how far the torch backend's own float32 is from float64
         own = k(x1.to(dtype), None if x2 is None else x2.to(dtype), dtype=dtype, backend="torch")
         out["torch32_nngp"], out["torch32_ntk"] = _rel(own.nngp, ref.nngp), _rel(own.ntk, ref.ntk)

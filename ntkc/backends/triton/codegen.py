@@ -1,7 +1,22 @@
 """Triton code generation: a Plan's pair program as one module of generated `@triton.jit` kernels.
 
     source = generate(plan)          # the module's text (what `ntkc compile --emit triton` prints)
-    program = build(plan)            # the text plus a `KernelSpec` per kernel, for the runtime
+    program = build(plan)            # the text plus a `KernelInfo` per kernel, for the runtime
+
+Two generators write the kernels of one module (`module.build`), stage by stage as
+`coverage.coverage` decides (the reason is in the module's header):
+
+- v2 (`circulant.py`, `epilogue.py`, from the records of `records.py`): stage 0 on power-of-two
+  maps of at most 32 x 32 with same-size stride-1 convs, activations and residual blocks, as
+  circulant tiles in registers (every lane useful, no scratch, no barrier), and the scalar
+  epilogue after `gap`. Cheaper exact activation math (`activations.py`, `fastmath.py`), the
+  self-pair determinant exact under FMA contraction. Images and variance maps are read per image
+  through pair indices.
+- v1 (`writer.py`, below): every other stage (pooling and lap gathers, strided, valid or
+  circular convs, other map sizes), with per-pair copies of the images and maps. A plan with no
+  v2 stage gets the v1 module unchanged (`legacy_module.build_legacy`).
+
+The rest of this docstring describes the v1 generator.
 
 Kernels. Each stage of the pair program becomes one kernel (a full-sum readout such as `gap` is
 folded into its neighbours, see below). A kernel works on *items*: an item is one displacement
@@ -47,6 +62,6 @@ unrolling thresholds come from `schedule`.
 The image program (variance maps, O(N) work) is not generated: the Triton backend runs it with
 the torch backend on the same device.
 """
-from .kernels import Generated, KernelSpec  # noqa: F401
-from .module import GENERATOR_VERSION, build, generate  # noqa: F401
+from .kernels import Generated, KernelInfo, KernelSpec  # noqa: F401
+from .module import GENERATOR_VERSION, build, decide, generate  # noqa: F401
 from .windows import _classify, _reduce_range, band_size, is_full_sum  # noqa: F401

@@ -1,158 +1,70 @@
-"""Ahead-of-time compilation of the generated kernels for GPUs this machine need not have, and
-the resource report: registers, spill bytes, shared memory and stack per kernel and target.
-
-`triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", arch, 32))` gives
-PTX and a cubin without a GPU (ptxas ships in the triton wheel); `resources` runs that same
-ptxas with -v on the PTX for the exact spill counts. Kernels are compiled with the schedule the
-runtime would use on a GPU (`schedule.launch`). Used by `ntkc compile FILE.arch --emit report`
-and by the tests, where spills in a stage kernel fail.
+"""`ntkc compile F --emit report [--json]`: the generated kernels compiled ahead of time for sm_80
+and sm_90 in float32 and float64 (no GPU needed), with registers, spills, instructions per
+entry-layer by class and the predicted pairs/s of the static speed model (`speed_model`), its
+inputs and assumptions stated. Every figure of it is a model, not a measurement.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
-from . import schedule
-from ...util.precision import PRECISIONS
-from ...plan.lower import Plan
-from .codegen import KernelSpec, build
+from .speed_model import EFFICIENCY, GPUS, model
 
-
-@dataclass(frozen=True)
-class KernelReport:
-    """Resources of one compiled kernel on one target (per thread: registers, spill bytes)."""
-
-    kernel: str
-    target: str
-    dtype: str
-    num_warps: int
-    block_items: int
-    registers: int
-    spill_stores: int
-    spill_loads: int
-    shared: int
-    local: int
-    fused: bool          # a stage kernel (conv / activation layers), where spills fail the test
-
-    @property
-    def spills(self) -> int:
-        return self.spill_stores + self.spill_loads
+ARCHS = (90, 80)
 
 
-def compile_kernel(module, spec: KernelSpec, dtype: str, arch: int, launch: schedule.Launch):
-    """Compile one kernel ahead of time for sm_<arch> (no GPU needed); return the CompiledKernel."""
-    import inspect
-
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    fn = getattr(module, spec.name)
-    sig = spec.signature(dtype)
-    params = inspect.signature(triton.compiler.ASTSource).parameters
-    kwargs = {"constexprs": {"BLOCK_I": launch.block_items}} if "constexprs" in params else {"constants": {"BLOCK_I": launch.block_items}}
-    src = triton.compiler.ASTSource(fn=fn, signature=sig, **kwargs)
-    options = {"num_warps": launch.num_warps, "enable_fp_fusion": True}
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+def build_report(network, archs=ARCHS, dtypes=("float32", "float64"), workers: int = 2) -> dict:
+    """The model of a checked `Network` (what `--emit report --json` prints)."""
+    return model(network.source, network.filename, archs, dtypes, workers)
 
 
-def resources(compiled, arch: int) -> dict[str, int]:
-    """Registers, spill bytes, shared and local memory of a compiled kernel, read by ptxas -v."""
-    import re
-    import subprocess
-    import tempfile
-
-    ptxas = _ptxas(arch)
-    with tempfile.TemporaryDirectory() as tmp:
-        ptx = f"{tmp}/k.ptx"
-        with open(ptx, "w") as f:
-            f.write(compiled.asm["ptx"])
-        proc = subprocess.run([ptxas, "-v", f"-arch=sm_{arch}a" if arch >= 90 else f"-arch=sm_{arch}", ptx, "-o", f"{tmp}/k.cubin"],
-                              capture_output=True, text=True, check=True)
-    log = proc.stderr + proc.stdout
-    num = lambda pat: int(m.group(1)) if (m := re.search(pat, log)) else 0  # noqa: E731
-    return {
-        "registers": num(r"Used (\d+) registers"),
-        "spill_stores": num(r"(\d+) bytes spill stores"),
-        "spill_loads": num(r"(\d+) bytes spill loads"),
-        "stack": num(r"(\d+) bytes stack frame"),
-        "shared": int(compiled.metadata.shared),
-    }
+def to_json(m: dict) -> str:
+    return json.dumps(m, indent=1, default=str)
 
 
-def _ptxas(arch: int) -> str:
-    """The ptxas that Triton itself uses for sm_<arch> (newer triton picks one per target)."""
-    import inspect as _inspect
-
-    from triton.backends.nvidia import compiler as nv
-    fn = nv.get_ptxas
-    tool = fn(arch) if _inspect.signature(fn).parameters else fn()
-    return tool.path if hasattr(tool, "path") else tool[0]
+def _classes(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['total']:.1f} (" + ", ".join(f"{k} {v}" for k, v in d.items() if k != "total") + ")"
 
 
-def report(plan: Plan, archs=(80, 90), dtypes=PRECISIONS, module=None) -> list[KernelReport]:
-    """Compile every kernel of `plan` for each target and dtype (with the GPU schedule) and list
-    registers, spills and memory per kernel. Needs compiled (not interpreted) Triton."""
-    from . import codecache
-    gen = build(plan)
-    module = module or codecache.load(gen.source, gen.module_name)
-    return [_report_one(module, spec, dtype, arch) for spec in gen.kernels for dtype in dtypes for arch in archs]
-
-
-def _report_one(module, spec: KernelSpec, dtype: str, arch: int) -> KernelReport:
-    launch = schedule.launch(spec.positions, dtype, 1, reduce_only=spec.reduce_only)
-    compiled = compile_kernel(module, spec, dtype, arch, launch)
-    r = resources(compiled, arch)
-    return KernelReport(spec.name, f"sm_{arch}", dtype, launch.num_warps, launch.block_items, r["registers"],
-                        r["spill_stores"], r["spill_loads"], r["shared"], r["stack"], fused=not spec.reduce_only)
-
-
-def _report_job(job) -> tuple[str, KernelReport]:
-    source, filename, index, dtype, arch = job
-    from ...lang.network import build as build_network
-    from . import codecache
-    from ...plan.lower import lower
-    gen = build(lower(build_network(source, filename)))
-    module = codecache.load(gen.source, gen.module_name)
-    return filename, _report_one(module, gen.kernels[index], dtype, arch)
-
-
-def report_many(files, jobs: list[tuple[int, str]] | None = None, workers: int = 2) -> dict[str, list[KernelReport]]:
-    """Reports for several .arch files (paths), compiled by `workers` processes at once.
-
-    `jobs`: the (arch, dtype) pairs to compile each kernel for (default: sm_80 and sm_90, float32
-    and float64). Workers are started without TRITON_INTERPRET, so this also works from a
-    process that runs the interpreter.
-    """
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from pathlib import Path
-
-    jobs = jobs or [(a, d) for d in PRECISIONS for a in (80, 90)]
-    work = []
-    from ...lang.network import build as build_network
-    from ...plan.lower import lower
-    for f in files:
-        source = Path(f).read_text()
-        gen = build(lower(build_network(source, str(f))))
-        for i in range(len(gen.kernels)):
-            for arch, dtype in jobs:
-                work.append((source, str(f), i, dtype, arch))
-    out: dict[str, list[KernelReport]] = {str(f): [] for f in files}
-    old = os.environ.pop("TRITON_INTERPRET", None)
-    try:
-        with ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
-            for filename, row in pool.map(_report_job, work):
-                out[filename].append(row)
-    finally:
-        if old is not None:
-            os.environ["TRITON_INTERPRET"] = old
-    return out
-
-
-def format_report(rows: list[KernelReport]) -> str:
-    head = f"{'kernel':<16} {'target':<7} {'dtype':<8} {'warps':>5} {'BLOCK_I':>7} {'regs':>5} {'spill st/ld (B)':>16} {'shared':>7} {'stack':>6}"
-    out = [head, "-" * len(head)]
-    for r in rows:
-        out.append(f"{r.kernel:<16} {r.target:<7} {r.dtype:<8} {r.num_warps:>5} {r.block_items:>7} {r.registers:>5} "
-                   f"{f'{r.spill_stores}/{r.spill_loads}':>16} {r.shared:>7} {r.local:>6}")
+def format_report(m: dict) -> str:
+    """The report as text: inputs and assumptions, one row per kernel, target and dtype, totals."""
+    out = [f"{m['file']}: static speed model (triton {m['triton']}): A MODEL FROM COUNTED SASS, NOT A MEASUREMENT",
+           "",
+           "inputs and assumptions:",
+           "  each kernel compiled ahead of time with the launcher's GPU program shape, fp fusion on; registers and",
+           "  spills from ptxas -v; SASS from nvdisasm; loops weighted by their trip counts; each warp-instruction",
+           "  counted once per execution (predicated-off ones too)",
+           f"  time per pair = max over issue, pipes and L2 bytes of count / rate; pairs/s = SMs x clock / time x "
+           f"{EFFICIENCY:.0%} (assumed sustained efficiency)"]
+    for arch, g in GPUS.items():
+        r = g["rates"]
+        out.append(f"  {arch} = {g['name']}: {g['sms']} SMs x {g['clock_ghz']} GHz, L2 {g['l2_tb_s']} TB/s; "
+                   "warp-instructions / SM / clock: " + ", ".join(f"{k} {v:g}" for k, v in r.items()))
+    out.append("  not modelled: latency, occupancy, barrier and shared-memory stalls, spill traffic, the image program")
+    out.append("  'instr / entry-layer': lane-instructions per pair / (entries of the stage x its conv layers), by class")
+    out.append("")
+    head = (f"  {'kernel':<14} {'kind':<10} {'target':<6} {'dtype':<8} {'warps':>5} {'regs':>4} {'spill B':>7} "
+            f"{'compile s':>9}  instr / entry-layer (whole kernel; hot loop)")
+    out.append(head)
+    for k in m["kernels"]:
+        out.append(f"  {k['kernel']:<14} {k['kind']:<10} {k['arch']:<6} {k['dtype']:<8} {k['num_warps']:>5} "
+                   f"{k['registers']:>4} {k['spills']:>7} {k['compile_s']:>9}  {_classes(k['per_entry_layer'])}")
+        if k["hot_per_entry_layer"]:
+            out.append(f"  {'':<14} {'':<10} {'':<6} {'':<8} {'':>5} {'':>4} {'':>7} {'':>9}  hot loop: "
+                       f"{_classes(k['hot_per_entry_layer'])}")
+        out.append(f"  {'':<14} {'':<10} {'':<6} {'':<8}   ({k['notes']})")
+        for p in k["problems"]:
+            out.append(f"      ! {p}")
+    out.append("")
+    out.append("total per pair (all kernels), predicted by the model:")
+    for arch, per in m["predicted_pairs_per_s"].items():
+        for dtype, v in per.items():
+            lim = m["limits"][arch][dtype]
+            tot = m["totals"][arch][dtype]
+            cyc = ", ".join(f"{c} {n:,}" for c, n in lim["cycles_per_pair_per_sm"].items())
+            out.append(f"  {arch} {dtype}: {v:,} pairs/s (model; {m['predicted_pairs_per_s_at_bound'][arch][dtype]:,} "
+                       f"at the bound, limited by {lim['limit']}); registers <= {tot['registers']}, "
+                       f"spills {tot['spills']} B; instr / entry-layer {_classes(tot['per_entry_layer'])}")
+            out.append(f"      cycles per pair per SM: {cyc}")
     return "\n".join(out)

@@ -4,7 +4,16 @@ This is the only place for such numbers (Halide's split of algorithm and schedul
 generator and the runtime ask here, rules never see them, and no choice made here changes a
 result beyond summation order (tests run the same plan under different schedules).
 
-A stage kernel works on a tile of BLOCK_I items (an item is one displacement plane of one pair)
+v2 kernels (`circulant_launch`, `epilogue_launch`). A circulant program holds BLOCK_P pairs x
+BLOCK_X tile columns of one tile row, one warp per tile (W lanes, W <= 32): 4 tiles per program
+in float32 and 2 in float64 on a GPU (float64's S and T rows alone take 128 registers), and at
+least one full warp of lanes. In the interpreter, few wide programs (its cost is per operation,
+not per element). Activations run on ACT_PARTS interleaved parts of a tile's rows, one after the
+other, which bounds their temporaries (in float64 the whole tile's at once exceed 255 registers).
+Floating-point contraction is stated at every launch and AOT compile (FP_FUSION): Triton 3.9
+warns that its default flips in 3.10, and the kernels are exact on self pairs either way.
+
+v1 kernels (`launch`). A stage kernel works on a tile of BLOCK_I items (an item is one displacement plane of one pair)
 by the positions of a plane, padded to powers of two. BLOCK_I is chosen so that the tile holds
 about `TILE_ELEMENTS` numbers, and `num_warps` so that each thread holds about
 `ELEMENTS_PER_THREAD` of them per live tile.
@@ -40,6 +49,51 @@ UNROLL_TERMS = 64
 UNROLL_CHANNELS = 16
 # a block of layers repeated at least this many times in a row becomes a run-time loop
 LOOP_MIN_REPEATS = 3
+
+
+# v2: tiles per program on a GPU, the epilogue's (BLOCK_P, BLOCK_R), interpreter shapes
+V2_TILES = {"float32": 4, "float64": 2}
+EPILOGUE_GPU = (16, 64)          # 8 partial sums per thread at 4 warps
+EPILOGUE_INTERPRET = (64, 128)
+INTERPRET_TILE_COLUMNS = 64      # BLOCK_P * BLOCK_X * (W / 8) in the interpreter
+ACT_PARTS = 4
+FP_FUSION = True
+
+
+@dataclass(frozen=True)
+class CirculantLaunch:
+    """A circulant kernel's program: BLOCK_P pairs x BLOCK_X tile columns, `num_warps` warps."""
+
+    block_p: int
+    block_x: int
+    num_warps: int
+
+
+def circulant_launch(tiles_x: int, width: int, dtype: str, interpret: bool = False) -> CirculantLaunch:
+    """The program shape of a circulant kernel with `tiles_x` tile columns of `width` lanes."""
+    if interpret:
+        bx = tiles_x
+        bp = max(1, INTERPRET_TILE_COLUMNS // max(1, bx * max(1, width // 8)))
+        return CirculantLaunch(_pow2_floor(bp), bx, 1)
+    tiles = max(V2_TILES[dtype], 32 // width)          # at least one full warp of lanes
+    bx = min(tiles_x, tiles)
+    while tiles_x % bx:
+        bx //= 2
+    bp = max(1, tiles // bx)
+    return CirculantLaunch(bp, bx, max(1, bp * bx * width // 32))
+
+
+def epilogue_launch(n_parts: int, interpret: bool = False) -> tuple[int, int, int]:
+    """(BLOCK_P, BLOCK_R, num_warps) of an epilogue adding `n_parts` partial sums per pair."""
+    bp, br = EPILOGUE_INTERPRET if interpret else EPILOGUE_GPU
+    return bp, min(br, max(2, _pow2_ceil(n_parts))), 1 if interpret else 4
+
+
+def _pow2_ceil(x: int) -> int:
+    p = 1
+    while p < x:
+        p *= 2
+    return p
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
-"""ntkc generated Triton kernels for small_gap.arch (generator v1).
+"""ntkc generated Triton kernels for small_gap.arch (generator v2).
 
 input 5x4x2; 12 layers; pair program in 2 kernel(s):
-  stage0_kernel: conv (line 3), relu (line 4), conv (line 6), relu (line 7), conv (line 6), relu (line 7), conv (line 6), relu (line 7), conv (line 6), relu (line 7); 63 plane(s) per pair (rows all 9, cols all 7); images -> partials
-  stage1_kernel: gap (line 9), dense (line 10); 1 plane(s) per pair (rows 0, cols 0); partials -> outputs
+  stage0_kernel: legacy (map 5x4 is not a power of two per axis); lines 3, 4, 6, 7; images -> partials
+  stage1_kernel: epilogue (full sum (gap) of the previous kernel's partial sums, then scalars); lines 9, 10; partials -> outputs
 
-Launched by ntkc.backends.triton.backend; see ntkc.backends.triton.codegen for the design.
+circulant / epilogue kernels: ntkc.backends.triton.circulant, .epilogue (v2); legacy: the v1
+generator (ntkc.backends.triton.writer). Launched by ntkc.backends.triton.backend with
+floating-point contraction on (enable_fp_fusion=True); the self-pair determinant is exact under it
+by construction (fms2).
 """
 import triton
 import triton.language as tl
 
 
-# -- helpers (copied from ntkc.backends.triton.mathlib) ----------------------------------------
+# -- v1 helpers (copied from ntkc.backends.triton.mathlib) ------------------------------------
 
 
 @triton.jit
@@ -229,57 +232,50 @@ def stage0_kernel(
         tl.store(t_out_ptr + offs_i[:, None], tl.sum(t, axis=1)[:, None], mask=mask_i)
 
 
-@triton.jit(do_not_specialize=["n_pairs", "n_iters"])
+@triton.jit(do_not_specialize=["n_pairs"])
 def stage1_kernel(
     s_in_ptr,
     t_in_ptr,
+    va_ptr,
+    vb_ptr,
+    stride_va_n,
+    stride_vb_n,
+    ia_ptr,
+    ib_ptr,
+    same_ptr,
     nngp_ptr,
     ntk_ptr,
-    stride_nngp_n,
-    stride_ntk_n,
     n_pairs,
-    n_iters,
-    BLOCK_I: tl.constexpr,
+    N_PARTS: tl.constexpr,  # partial sums per pair (a constant of the schedule before)
+    BLOCK_P: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
-    """lines 9-10; reads the partial sums of the previous kernel, stores NNGP and NTK per pair; 1 item(s) per pair."""
+    """Stage 1: the full sum (gap) of the partial sums per pair, then scalar layers."""
     DTYPE = s_in_ptr.dtype.element_ty
     pid = tl.program_id(0)
-    n_items = n_pairs * 1
-    offs_i0 = tl.arange(0, BLOCK_I)
-    # positions of a 1x1 plane, padded to 1x1
-    offs_yx_1x1 = tl.arange(0, 1)[None, :]
-    py_1x1 = offs_yx_1x1 // 1
-    px_1x1 = offs_yx_1x1 % 1
-    mask_yx_1x1 = (py_1x1 < 1) & (px_1x1 < 1)
-    # persistent programs: block pid, pid + grid, ... (n_iters from the host, the same for all)
-    for it in range(0, n_iters):
-        start = (pid + it * tl.num_programs(0)) * BLOCK_I
-        offs_i = start + offs_i0
-        mask_i = (offs_i < n_items)[:, None]
-        pair = offs_i[:, None].to(tl.int64)
-        dy = tl.zeros_like(offs_i)[:, None]
-        dx = tl.zeros_like(offs_i)[:, None]
+    offs_p = pid * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
+    mask_p = offs_p < n_pairs
+    pair = tl.minimum(offs_p, n_pairs - 1)
+    ia = tl.load(ia_ptr + pair).to(tl.int64)
+    ib = tl.load(ib_ptr + pair).to(tl.int64)
+    diag = tl.load(same_ptr + pair) != 0  # a self pair: its 1x1 maps are plane 0
 
-        # line 9: gap
-        # the sum of every entry of every plane: 63 partial sums per pair
-        acc_s = tl.zeros([BLOCK_I, 1], dtype=DTYPE)
-        acc_t = tl.zeros([BLOCK_I, 1], dtype=DTYPE)
-        for r0 in range(0, 63, 64):
-            offs_r = r0 + tl.arange(0, 64)[None, :]
-            mask_r = mask_i & (offs_r < 63)
-            acc_s += tl.sum(tl.load(s_in_ptr + pair * 63 + offs_r, mask=mask_r, other=0.0), axis=1)[:, None]
-            acc_t += tl.sum(tl.load(t_in_ptr + pair * 63 + offs_r, mask=mask_r, other=0.0), axis=1)[:, None]
-        s = tl.where(mask_i, 0.0025 * acc_s, 0.0)
-        t = tl.where(mask_i, 0.0025 * acc_t, 0.0)
+    # line 9: gap: the sum of the previous kernel's N_PARTS partial sums per pair, in a fixed order
+    acc_s = tl.zeros([BLOCK_P, BLOCK_R], dtype=DTYPE)
+    acc_t = tl.zeros([BLOCK_P, BLOCK_R], dtype=DTYPE)
+    for r0 in range(0, N_PARTS, BLOCK_R):
+        offs_r = r0 + tl.arange(0, BLOCK_R)[None, :]
+        mask_r = mask_p & (offs_r < N_PARTS)
+        acc_s += tl.load(s_in_ptr + pair * N_PARTS + offs_r, mask=mask_r, other=0.0)
+        acc_t += tl.load(t_in_ptr + pair * N_PARTS + offs_r, mask=mask_r, other=0.0)
+    s = tl.sum(acc_s, axis=1)[:, None]
+    t = tl.sum(acc_t, axis=1)[:, None]
+    s = s * 0.0025
+    t = t * 0.0025
 
-        # line 10: dense trainable=false
-        # plane D = (dy, dx) of the 1x1 map: b-side q = p - D, valid where q is inside
-        qy0 = py_1x1 - dy
-        qx0 = px_1x1 - dx
-        mask0 = mask_i & mask_yx_1x1 & (qy0 >= 0) & (qy0 < 1) & (qx0 >= 0) & (qx0 < 1)
-        s = tl.where(mask0, 1.0 * s, 0.0)
-        t = tl.where(mask0, 1.0 * t, 0.0)
+    # line 10: dense trainable=false
+    s = s * 1.0
+    t = t * 1.0
 
-        # the kernel values of each pair
-        tl.store(nngp_ptr + pair * stride_nngp_n, s, mask=mask0)
-        tl.store(ntk_ptr + pair * stride_ntk_n, t, mask=mask0)
+    tl.store(nngp_ptr + pair, s, mask=mask_p)
+    tl.store(ntk_ptr + pair, t, mask=mask_p)

@@ -54,13 +54,16 @@ class AugmentedBackend:
             maps += self.inner.variance_maps(x if g is None else g(x).contiguous())
         return maps
 
-    def pairs(self, xa, xb, va, vb, same, fused: bool = False):
-        k = len(va) // len(self.transforms)
+    def pairs(self, x_rows, x_cols, maps_rows, maps_cols, i, j, same, fused: bool = False):
+        """The mean over g of K(a, g b): each transform applied once per column image (the
+        pairs index the transformed images as they did the originals)."""
+        k = len(maps_rows) // len(self.transforms)
         nngp = ntk = None
         for idx, g in enumerate(self.transforms):
-            xg = xb if g is None else g(xb).contiguous()
+            xg = x_cols if g is None else g(x_cols).contiguous()
             sg = same if g is None else torch.zeros_like(same)
-            s, t = self.inner.pairs(xa, xg, va[:k], vb[idx * k:(idx + 1) * k], sg, fused=fused)
+            s, t = self.inner.pairs(x_rows, xg, maps_rows[:k], maps_cols[idx * k:(idx + 1) * k], i, j, sg,
+                                    fused=fused)
             nngp = s if nngp is None else nngp + s
             ntk = t if ntk is None else ntk + t
         count = len(self.transforms)

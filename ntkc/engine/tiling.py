@@ -95,7 +95,8 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
 
     `va`, `vb` are the variance maps of `xa`, `xb`. A `diagonal` tile (xa is xb, in a symmetric
     Gram matrix) computes its upper triangle and mirrors it. The pairs go to the backend in
-    batches of `batch`, in a fixed order, so the same tile always gives the same bits.
+    batches of `batch`, in a fixed order, so the same tile always gives the same bits: each
+    batch as indices into the tile's images and maps (`Backend.pairs`), never as copies.
     """
     ra, rb = xa.shape[0], xb.shape[0]
     dev = xa.device
@@ -115,9 +116,7 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
             bj = np.concatenate([bj, np.repeat(bj[:1], batch - count)])
         i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
         same = torch.as_tensor([fa[p] == fb[q] for p, q in zip(bi, bj)], device=dev)
-        s, t = backend.pairs(xa.index_select(0, i), xb.index_select(0, j),
-                              [m.index_select(0, i) for m in va], [m.index_select(0, j) for m in vb],
-                              same, fused=fuse)
+        s, t = backend.pairs(xa, xb, va, vb, i, j, same, fused=fuse)
         r, c = i[:count], j[:count]
         s_tile[r, c] = s[:count]
         t_tile[r, c] = t[:count]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...plan.lower import Demand, Plan, Program
+from ..base import gather_pairs
 from ...rules.base import AxisWindow
 from .layout import AxisLayout, window_table
 from .ops import TorchOps
@@ -294,8 +295,10 @@ class TorchBackend:
             maps.append(self._diag_map(lay, s))
         return maps
 
-    def pairs(self, xa, xb, va, vb, same, fused: bool = False):
-        """NNGP and NTK of the pairs (xa[i], xb[i]); va / vb are their variance maps."""
+    def pairs(self, x_rows, x_cols, maps_rows, maps_cols, i, j, same, fused: bool = False):
+        """NNGP and NTK of the pairs (x_rows[i[b]], x_cols[j[b]]) (see `base.Backend.pairs`):
+        per-pair copies are gathered here, then the pair program runs on them."""
+        xa, xb, va, vb = gather_pairs(x_rows, x_cols, maps_rows, maps_cols, i, j)
         if fused and self.fuse():
             try:
                 return self._fused(xa, xb, va, vb, same, True)

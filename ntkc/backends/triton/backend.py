@@ -20,6 +20,7 @@ from .kernels import bind
 from ...errors import BackendError
 from ...util.precision import precision_name
 from . import codecache
+from ..base import gather_pairs
 from ..torch import TorchBackend
 
 _MAX_ITEMS = 2 ** 31 - 1  # item indices are int32 inside the kernels
@@ -68,10 +69,10 @@ class TritonBackend:
         """Per-image variance maps [N, h, w] at the input of every activation (torch backend)."""
         return self._torch.variance_maps(x)
 
-    def pairs(self, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Tensor], vb: list[torch.Tensor],
-              same: torch.Tensor | None, fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """NNGP and NTK [B] of the pairs (xa[i], xb[i]); va / vb are their variance maps.
+    def pairs(self, x_rows, x_cols, maps_rows, maps_cols, i, j, same, fused: bool = False):
+        """NNGP and NTK [B] of the pairs (x_rows[i[b]], x_cols[j[b]]) (see `base.Backend.pairs`).
         (`fused` asks the torch backend for torch.compile; the kernels here are fused anyway.)"""
+        xa, xb, va, vb = gather_pairs(x_rows, x_cols, maps_rows, maps_cols, i, j)
         n = xa.shape[0]
         nngp = torch.empty(n, dtype=self.dtype, device=self.device)
         ntk = torch.empty(n, dtype=self.dtype, device=self.device)

@@ -78,6 +78,33 @@ def test_the_backend_implements_the_protocol():
     assert b.preferred_batch() >= 1 and b.bytes_per_pair() > 0 and not b.fusion_pays(10 ** 9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_indexed_pairs_give_the_bits_of_per_pair_copies(dtype):
+    """`pairs` reads each image and its maps by pair index: bitwise what the old protocol's
+    per-pair copies (`gather_pairs`, identity indices) give, self pairs and repeats included."""
+    from ntkc.backends.base import gather_pairs
+
+    k = ntkc.compile(DIGITS_V)
+    b = k.backend("numba", dtype)
+    rows = torch.as_tensor(images(4, (8, 8, 1), 5, float32=True), dtype=dtype)
+    cols = torch.cat([rows[1:2], torch.as_tensor(images(3, (8, 8, 1), 6, float32=True), dtype=dtype)])
+    mr, mc = b.variance_maps(rows), b.variance_maps(cols)
+    i = torch.tensor([0, 3, 1, 1, 2, 0, 3], dtype=torch.int64)
+    j = torch.tensor([1, 0, 0, 3, 2, 0, 1], dtype=torch.int64)
+    same = torch.tensor([False, False, True, False, False, False, False])
+    got = b.pairs(rows, cols, mr, mc, i, j, same)
+    xa, xb, va, vb = gather_pairs(rows, cols, mr, mc, i, j)
+    ident = torch.arange(len(i), dtype=torch.int64)
+    want = b.pairs(xa, xb, va, vb, ident, ident, same)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    t = k.backend("torch", torch.float64)
+    ref = t.pairs(rows.double(), cols.double(), [m.double() for m in t.variance_maps(rows.double())],
+                  [m.double() for m in t.variance_maps(cols.double())], i, j, same)
+    for g, w in zip(got, ref):
+        assert_close(g.double().numpy(), w.numpy(), F64_TOL if dtype == torch.float64 else F32_TOL, "indexed")
+
+
 # -- threads --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["digits_gap", "cntk_v_d3", pytest.param("myrtle5", marks=pytest.mark.slow)])

@@ -2,7 +2,7 @@
 
     b = NumbaBackend(plan, torch.float32, torch.device("cpu"))
     maps = b.variance_maps(x)                        # [N, h, w] per activation
-    nngp, ntk = b.pairs(xa, xb, va, vb, same)        # [B] each
+    nngp, ntk = b.pairs(x, x, maps, maps, i, j, same)  # [B] each: pairs (x[i[b]], x[j[b]])
 
 Every kernel is compiled (or loaded from the disk cache) when the backend is made, so a failure
 shows there and not in the middle of a Gram matrix; `create` (the package's factory) turns such
@@ -106,15 +106,11 @@ class NumbaBackend:
             maps.append(torch.from_numpy(np.ascontiguousarray(m)))
         return maps
 
-    def pairs(self, xa, xb, va, vb, same, fused: bool = False):
-        """NNGP and NTK [B] of the pairs (xa[i], xb[i]); va / vb are their variance maps."""
-        n = xa.shape[0]
-        idx = np.arange(n, dtype=np.int64)
-        return self.indexed_pairs(xa, xb, va, vb, idx, idx, same)
+    def pairs(self, x_rows, x_cols, maps_rows, maps_cols, i, j, same, fused: bool = False):
+        """NNGP and NTK [B] of the pairs (x_rows[i[b]], x_cols[j[b]]) (`base.Backend.pairs`).
 
-    def indexed_pairs(self, x_rows, x_cols, maps_rows, maps_cols, i, j, same):
-        """NNGP and NTK [B] of the pairs (x_rows[i[b]], x_cols[j[b]]): images and variance maps
-        per image, pairs by index, as the kernels read them (no per-pair copies)."""
+        The images and maps are converted once per image, never copied per pair: the fused
+        kernels read image ia[b] and ib[b] by index (`fused` is ignored: this is the fused form)."""
         pk = self.generated.pair
         a, b = self._np(x_rows), self._np(x_cols)
         ia, ib = _indices(i), _indices(j)
@@ -231,7 +227,8 @@ class NumbaBackend:
         c, h, w = net.input.channels, net.input.height, net.input.width
         x = torch.from_numpy(np.zeros((1, c, h, w), self.np_dtype) + 0.5)
         maps = self.variance_maps(x)
-        self.pairs(x, x, maps, maps, torch.ones(1, dtype=torch.bool))
+        zero = torch.zeros(1, dtype=torch.int64)
+        self.pairs(x, x, maps, maps, zero, zero, torch.ones(1, dtype=torch.bool))
 
 
 def _doubled(x: np.ndarray) -> np.ndarray:

@@ -266,9 +266,6 @@ class KernelWriter(SourcesMixin, StepsMixin):
         return out.text()
 
 
-KERNEL_DECORATOR = '@njit(nogil=True, cache=True, error_model="numpy")'
-
-
 def find_run(sig: list, i: int, max_block: int) -> tuple[int, int]:
     """Block length and repeat count of the longest run of identical blocks starting at sig[i]
     (a block must end on the geometry it starts from)."""

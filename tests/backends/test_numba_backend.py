@@ -107,7 +107,8 @@ def test_indexed_pairs_give_the_bits_of_per_pair_copies(dtype):
 
 # -- threads --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["digits_gap", "cntk_v_d3", pytest.param("myrtle5", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["digits_gap", "cntk_v_d3", pytest.param("myrtle5", marks=[pytest.mark.slow, pytest.mark.skipif(
+    os.environ.get("NTKC_NUMBA_EXHAUSTIVE") != "1", reason="a large compile: NTKC_NUMBA_EXHAUSTIVE=1 runs it")])])
 def test_bitwise_identical_for_any_thread_count(name, monkeypatch):
     from ntkc.backends.numba import backend as nb
 

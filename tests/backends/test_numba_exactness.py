@@ -4,9 +4,14 @@ pooling, readout, bias, frozen layers, odd and non-square maps), the shared netw
 API (gelu, abrelu, leaky_relu, lap, dilation, flip, the `sine` user rule), residual blocks,
 random architectures, and the examples against the torch backend.
 
-Each network compiles a module per precision (a few seconds each), so the fast set is a cross
-section and the rest is marked `slow` (it still runs in CI); a case checks both its symmetric
-and its rectangular Gram matrix on one compile.
+Each network compiles a module per precision (a few seconds each, cold), so the suite keeps its
+time: the fast set is a cross section and the rest is marked `slow` (it still runs in CI); every
+case is checked in float64, and in float32 too for a cross section (FAST, the `sine` rule, a
+residual block, the examples), where the float32-only hazards (float64 promotion, the self-pair
+determinant) show. NTKC_NUMBA_EXHAUSTIVE=1 checks every case in both precisions, and the two
+largest examples (wrn_gap_d10, myrtle5), which otherwise are only generated
+(`test_every_example_generates`). A case checks both its symmetric and its rectangular Gram
+matrix on one compile.
 """
 from __future__ import annotations
 
@@ -26,7 +31,10 @@ from support.compare import check_package
 from support.nets import NETS, RESIDUAL_NETS
 from support.paths import EXAMPLES
 
-RANDOM_EXAMPLES = int(os.environ.get("NTKC_NUMBA_RANDOM_EXAMPLES", "6"))  # each draw compiles twice
+EXHAUSTIVE = os.environ.get("NTKC_NUMBA_EXHAUSTIVE") == "1"
+RANDOM_EXAMPLES = int(os.environ.get("NTKC_NUMBA_RANDOM_EXAMPLES", "12" if EXHAUSTIVE else "4"))  # each draw compiles twice
+BOTH = (torch.float64, torch.float32)
+exhaustive = pytest.mark.skipif(not EXHAUSTIVE, reason="a large compile: NTKC_NUMBA_EXHAUSTIVE=1 runs it")
 # a silent fallback to the torch backend would pass every comparison: make it an error here
 pytestmark = pytest.mark.filterwarnings("error:numba backend unavailable:RuntimeWarning")
 
@@ -36,12 +44,13 @@ def _arch(shape, body):
     return f"input height={h} width={w} channels={c}\n" + "\n".join(line.strip() for line in body.strip().splitlines()) + "\n"
 
 
-def _both_modes(text, shape, seed, what):
+def _both_modes(text, shape, seed, what, float32):
+    dtypes = BOTH if float32 or EXHAUSTIVE else (torch.float64,)
     x1 = images(3, shape, seed, float32=True)
     x1[2] = x1[0]  # an exact duplicate: a self pair off the diagonal
-    check_package(text, x1, None, what, backend="numba")
+    check_package(text, x1, None, what, backend="numba", dtypes=dtypes)
     check_package(text, images(2, shape, seed + 1, float32=True), images(3, shape, seed + 2, float32=True), what,
-                  backend="numba")
+                  backend="numba", dtypes=dtypes)
 
 
 FAST = {"same_relu_gap", "circular_stride2_nonsquare", "same_k5_stride2_odd_sizes", "pool_overlapping",
@@ -52,17 +61,19 @@ CASES = {**HAND_WRITTEN, **EVEN_KERNELS}
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
 def test_hand_written_cases_match_the_reference(name):
     shape, body = CASES[name]
-    _both_modes(_arch(shape, body), shape, zlib.crc32(name.encode()), name)
+    _both_modes(_arch(shape, body), shape, zlib.crc32(name.encode()), name, float32=name in FAST)
 
 
-@pytest.mark.parametrize("name", [n if n in ("user_sine", "flip_gap_pool_valid") else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in NETS])
+NETS_BOTH = ("user_sine", "flip_gap_pool_valid")
+
+
+@pytest.mark.parametrize("name", [n if n in NETS_BOTH else pytest.param(n, marks=pytest.mark.slow) for n in NETS])
 def test_rule_api_networks_match_the_reference(name):
     """gelu, abrelu, leaky_relu, lap (same and circular), dilation, flip and the user rule `sine`
     (`use` line: its math is traced and rendered, with no code for it in the backend)."""
     text = NETS[name]
     shape, _ = _shape(text)
-    _both_modes(text, shape, zlib.crc32(name.encode()), name)
+    _both_modes(text, shape, zlib.crc32(name.encode()), name, float32=name in NETS_BOTH)
 
 
 @pytest.mark.parametrize("name", list(RESIDUAL_NETS))
@@ -71,7 +82,7 @@ def test_residual_blocks_match_the_reference(name):
     S = S_x + c^2 S_f and T = T_x + c^2 T_f inside the fused stage."""
     text = RESIDUAL_NETS[name]
     shape, _ = _shape(text)
-    _both_modes(text, shape, zlib.crc32(name.encode()), name)
+    _both_modes(text, shape, zlib.crc32(name.encode()), name, float32=name == "wrn_block_gap")
 
 
 def _shape(text):
@@ -113,8 +124,8 @@ ALL_EXAMPLES = sorted(p.stem for p in EXAMPLES.glob("*.arch"))
 
 
 @pytest.mark.parametrize("name", SMALL_EXAMPLES + [pytest.param(n, marks=pytest.mark.slow)
-                                                   for n in ("digits_gap", "cntk_gap_d3", "myrtle5", "wrn_gap_d10",
-                                                             "enhanced_cntk_d11", "user_sine")])
+                                                   for n in ("digits_gap", "cntk_gap_d3", "enhanced_cntk_d11", "user_sine")]
+                         + [pytest.param(n, marks=[pytest.mark.slow, exhaustive]) for n in ("myrtle5", "wrn_gap_d10")])
 def test_examples_match_the_torch_backend(name):
     """Examples against the torch backend in float64: a symmetric Gram matrix with an exact
     duplicate (self pairs at two indices) and a rectangular one. (Every example compiles with

@@ -10,7 +10,7 @@ case is checked in float64, and in float32 too for a cross section (FAST, the `s
 residual block, the examples), where the float32-only hazards (float64 promotion, the self-pair
 determinant) show. NTKC_NUMBA_EXHAUSTIVE=1 checks every case in both precisions, and the two
 largest examples (wrn_gap_d10, myrtle5), which otherwise are only generated
-(`test_every_example_generates`). A case checks both its symmetric and its rectangular Gram
+(`test_every_example_generates`), and the gelu network (its ops are in the everyop test). A case checks both its symmetric and its rectangular Gram
 matrix on one compile.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from support.nets import NETS, RESIDUAL_NETS
 from support.paths import EXAMPLES
 
 EXHAUSTIVE = os.environ.get("NTKC_NUMBA_EXHAUSTIVE") == "1"
-RANDOM_EXAMPLES = int(os.environ.get("NTKC_NUMBA_RANDOM_EXAMPLES", "12" if EXHAUSTIVE else "4"))  # each draw compiles twice
+RANDOM_EXAMPLES = int(os.environ.get("NTKC_NUMBA_RANDOM_EXAMPLES", "12" if EXHAUSTIVE else "3"))  # each draw compiles twice
 BOTH = (torch.float64, torch.float32)
 exhaustive = pytest.mark.skipif(not EXHAUSTIVE, reason="a large compile: NTKC_NUMBA_EXHAUSTIVE=1 runs it")
 # a silent fallback to the torch backend would pass every comparison: make it an error here
@@ -67,7 +67,12 @@ def test_hand_written_cases_match_the_reference(name):
 NETS_BOTH = ("user_sine", "flip_gap_pool_valid")
 
 
-@pytest.mark.parametrize("name", [n if n in NETS_BOTH else pytest.param(n, marks=pytest.mark.slow) for n in NETS])
+# gelu's traced math is the longest of the rules (a 40 s compile cold); the everyop test covers its ops
+NETS_EXHAUSTIVE = ("gelu_gap",)
+
+
+@pytest.mark.parametrize("name", [n if n in NETS_BOTH else pytest.param(n, marks=[pytest.mark.slow] + (
+    [exhaustive] if n in NETS_EXHAUSTIVE else [])) for n in NETS])
 def test_rule_api_networks_match_the_reference(name):
     """gelu, abrelu, leaky_relu, lap (same and circular), dilation, flip and the user rule `sine`
     (`use` line: its math is traced and rendered, with no code for it in the backend)."""

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="refuse .arch files with `use` lines (they import Python modules, running their "
                             "code): for files from elsewhere")
 
+    def threads_arg(q):
+        q.add_argument("--threads", type=_count_arg(1), metavar="N",
+                       help="CPU threads to compute with (default: $NTKC_NUM_THREADS, $OMP_NUM_THREADS, "
+                            "else every core); results do not depend on it")
+
     c = sub.add_parser("compile", help="check an architecture and print its plan or generated Triton source",
                        description="Parse and check a .arch file, then print what it compiles to.")
     c.add_argument("file", help="the .arch file")
-    c.add_argument("--emit", choices=("plan", "triton", "report"), default="plan",
+    c.add_argument("--emit", choices=("plan", "triton", "numba", "report"), default="plan",
                    help="plan: stages, demanded planes and work per pair (default); triton: the generated "
-                        "kernel source; report: the kernels compiled ahead of time for sm_80 and sm_90 in float32 "
-                        "and float64 (no GPU needed): registers, spills, instructions per entry-layer and the "
-                        "predicted pairs/s of the static speed model (a model, not a measurement)")
+                        "kernel source; numba: the generated CPU kernels (float64); report: the kernels compiled "
+                        "ahead of time for sm_80 and sm_90 in float32 and float64 (no GPU needed): registers, spills, "
+                        "instructions per entry-layer and the predicted pairs/s of the static speed model (a model, "
+                        "not a measurement)")
     c.add_argument("--json", action="store_true", help="with --emit report: print the report as JSON")
     rules_arg(c)
     c.set_defaults(func=cmd_compile)
@@ -63,8 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=_count_arg(0), default=0, help="seed for subsets and splits (>= 0)")
         q.add_argument("--zca", type=float, help="ZCA whitening with this regulariser (fraction of the mean eigenvalue)")
         q.add_argument("--dtype", choices=PRECISIONS, default="float64", help="kernel precision")
-        q.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto")
+        q.add_argument("--backend", choices=("auto", "torch", "triton", "numba"), default="auto",
+                       help="auto (default): triton on a GPU; on a CPU the fused numba kernels for runs "
+                            "that repay compiling them, else torch")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
+        threads_arg(q)
         rules_arg(q)
 
     def store_args(q):
@@ -133,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "config and a plot to its output folder.")
     e.add_argument("config", help="experiment YAML file")
     e.add_argument("--quiet", action="store_true")
+    threads_arg(e)
     rules_arg(e)
     e.set_defaults(func=cmd_run)
 
@@ -149,7 +160,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
+        if getattr(args, "threads", None):
+            from .util.threads import set_threads
+
+            set_threads(args.threads)
         if getattr(args, "no_user_rules", False):
             _refuse_user_rules(args)
         return args.func(args) or 0
@@ -161,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: one line each, `ntkc: warning: ...` (no source line)."""
+    text = " ".join(str(message).split())
+    print(f"ntkc: warning: {text}", file=file or sys.stderr)
 
 
 def _closed_pipe() -> int:
@@ -222,6 +244,9 @@ def cmd_compile(args) -> int:
     elif args.emit == "triton":
         from .backends.triton.codegen import generate
         print(generate(k.plan))
+    elif args.emit == "numba":
+        from .backends.numba.codegen import build
+        print(build(k.plan, "float64").source, end="")
     else:
         from .backends.triton.report import build_report, format_report, to_json
         m = build_report(k.arch)

@@ -14,6 +14,7 @@ from .inputs import check_images, resolve_device
 from ..lang.network import load
 from ..plan import Plan, describe, lower
 from ..util.precision import precision_name, torch_dtype
+from ..util.threads import check_threads, using
 from .augment import augmented
 from .sizes import format_bytes, memory_bytes
 from .tiling import gram
@@ -51,8 +52,11 @@ class CompiledKernel:
     Call it as `k(x1, x2=None, dtype=torch.float32, backend="auto")` with NCHW arrays (numpy or
     torch). With `x2` omitted the symmetric Gram matrix of `x1` is computed, each unordered pair
     once. Working memory is bounded by `memory` bytes whatever the number of images; pass
-    `out=(nngp, ntk)` numpy arrays (np.memmap for matrices larger than RAM) to receive the results. `backend` is "torch", "triton" or "auto" (triton on a CUDA device when available, else
-    torch).
+    `out=(nngp, ntk)` numpy arrays (np.memmap for matrices larger than RAM) to receive the
+    results. `backend` is "torch", "triton", "numba" or "auto": triton on a CUDA device when
+    available; on a CPU numba for runs whose work repays compiling its kernels, else torch (see
+    `ntkc.backends.resolve`). `threads` bounds the CPU threads (default: $NTKC_NUM_THREADS,
+    $OMP_NUM_THREADS, else every core; see `ntkc.util.threads`).
     """
 
     def __init__(self, plan: Plan):
@@ -77,21 +81,28 @@ class CompiledKernel:
     def __call__(self, x1, x2=None, dtype: torch.dtype = torch.float32, backend: str = "auto",
                  device=None, memory: int | None = None,
                  progress: Callable[[int, int], None] | None = None, fuse: bool | None = None,
-                 out=None) -> KernelResult:
+                 out=None, threads: int | None = None) -> KernelResult:
         as_numpy = isinstance(x1, np.ndarray)
         dtype = torch_dtype(dtype)
         memory = self.check_memory(dtype, memory)
+        if threads is not None:
+            try:
+                check_threads(threads)
+            except ValueError as err:
+                raise InputError(str(err), "pass threads= as a positive integer, or None for every core") from None
         t1 = self.check_images(x1, "x1", dtype, device)
         dev = t1.device
         t2 = None if x2 is None else self.check_images(x2, "x2", dtype, dev)
         if t2 is not None and isinstance(x2, np.ndarray) != as_numpy:
             as_numpy = False
-        chosen = self.backend(backend, dtype, dev)
+        n1 = t1.shape[0]
+        pairs = n1 * (n1 + 1) // 2 if t2 is None else n1 * t2.shape[0]
+        chosen = self.backend(backend, dtype, dev, pairs=pairs, images=n1 + (0 if t2 is None else t2.shape[0]))
         start = time.perf_counter()
         if fuse is None:
-            n1 = t1.shape[0]
-            fuse = chosen.fusion_pays(n1 * (n1 + 1) // 2 if t2 is None else n1 * t2.shape[0])
-        nngp, ntk, npairs = gram(chosen, t1, t2, memory, progress, fuse, out)
+            fuse = chosen.fusion_pays(pairs)
+        with using(threads):
+            nngp, ntk, npairs = gram(chosen, t1, t2, memory, progress, fuse, out)
         seconds = time.perf_counter() - start
         if as_numpy and out is None:
             nngp, ntk = nngp.cpu().numpy(), ntk.cpu().numpy()
@@ -140,12 +151,16 @@ class CompiledKernel:
 
         return empirical_kernels(self.arch, x1, x2, width, n_nets, seed, out_dim, dtype, device)
 
-    def backend(self, backend: str = "auto", dtype=torch.float32, device=None):
+    def backend(self, backend: str = "auto", dtype=torch.float32, device=None, pairs: int | None = None,
+                images: int = 0):
         """The backend object (`ntkc.backends.base.Backend`) that runs this kernel: `backend` is
-        "auto" or a backend's name; one is built per (backend, dtype, device) and kept."""
+        "auto" or a backend's name; one is built per (backend, dtype, device) and kept. "auto"
+        decides by the work of the run, `pairs` pairs over `images` images (see
+        `ntkc.backends.resolve`; unknown: a small run)."""
         device = resolve_device(device) or torch.device("cpu")
         dtype = torch_dtype(dtype)
-        name = backends.resolve(backend, device)
+        work = None if pairs is None else backends.run_work(self.plan, pairs, images)
+        name = backends.resolve(backend, device, work)
         key = (name, dtype, str(device))
         if key not in self._backends:
             # `flip` and other augmentation statements wrap the backend

@@ -35,9 +35,12 @@ def open_store(root, kernel, x_train, x_test, *, description: str, y_train=None,
         if y is not None and x is not None and len(y) != len(x):
             raise InputError(f"{name} has {len(y)} labels for {len(x)} images", "give one label per image")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    chosen = kernel.backend(backend, precision, dev)
+    n1, n2 = len(x_train), 0 if x_test is None else len(x_test)
+    pairs = n1 * (n1 + 1) // 2 + n1 * n2 + (n2 * (n2 + 1) // 2 if test_test else 0)
+    # "auto" decides by the work of the whole store, not of what is left: a resumed store
+    # resolves to the backend of its first run (and a store refuses a backend change)
+    chosen = kernel.backend(backend, precision, dev, pairs=pairs, images=n1 + n2)
     if fuse is None:
-        n1, n2 = len(x_train), 0 if x_test is None else len(x_test)
         fuse = chosen.fusion_pays(n1 * (n1 + 1) // 2 + n1 * n2)
     settings = Settings(chosen.name, precision, pair_batch(chosen, memory), bool(fuse), memory)
     blocks = ("train_train",) + (() if x_test is None else ("test_train",) + (("test_test",) if test_test else ()))

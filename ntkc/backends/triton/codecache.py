@@ -20,15 +20,10 @@ from pathlib import Path
 from types import ModuleType
 
 from ...util.atomic import write_text
+from ..cache import cache_dir  # noqa: F401  (the one home of the folder; re-exported)
 from ...util.versions import version_line
 
 _MODULES: dict[tuple[str, bool], ModuleType] = {}
-
-
-def cache_dir() -> Path:
-    """The folder of cached modules: $NTKC_CACHE_DIR, else ~/.cache/ntkc."""
-    env = os.environ.get("NTKC_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "ntkc"
 
 
 def versions() -> str:

@@ -1,0 +1,294 @@
+"""Writing one fused stage kernel: `KernelWriter` emits the numba source of one `FusedKernel`.
+
+An item is one pair times one tile; per item the kernel runs source -> steps -> sink on a few
+KiB of flat scratch (S, T, the x-pass rows TS / TT, the residual shortcuts SX / TX), allocated
+once per chunk of items, so it stays in L1/L2. Row loops index flat arrays at `base + c` with
+unsigned indices and a run-time trip count (unit stride, no wraparound checks): LLVM then
+vectorises them, where a constant trip count of 32 would be fully unrolled into slower code.
+Math is branch-free (conditional expressions become selects) and compiled without fast-math,
+so exact cancellations stay exact. The sources and sinks are in `emit_sources.py`, the steps
+(windows, activations, residual blocks) in `emit_steps.py`.
+
+A block of steps repeated with identical rules, parameters and geometry (and holding whole
+residual blocks) becomes one run-time loop over its repetitions, so code size and compile time
+do not grow with depth.
+"""
+from __future__ import annotations
+
+import re
+
+from ...plan.lower import Plan, Step
+from ..render import CodeBuffer
+from .emit_sources import SourcesMixin
+from .emit_steps import StepsMixin, plus
+from .kernels import SCHEDULE, FusedKernel, Geom, ProgramKernels, Source, is_reduce
+from .render import ConstantPool
+
+# every argument a stage kernel may take, in order (a kernel takes those its text uses)
+ARGS = ("chunk", "nchunks", "n_pairs", "TILES", "W", "ia", "ib", "same", "XA", "XB2", "VARA", "VARB", "IN_S", "IN_T",
+        "IN_PS", "IN_PT", "OUT_S", "OUT_T", "OUT_PS", "OUT_PT", "NNGP", "NTK", "SROWB", "SCOL", "DROWB", "DCOL",
+        "PWY", "PWX", "record")
+KERNEL_DECORATOR = '@njit(nogil=True, cache=True, error_model="numpy")'
+
+
+class KernelWriter(SourcesMixin, StepsMixin):
+    """Writes one fused kernel; records the helpers it uses and its arguments (`args`)."""
+
+    # -- small pieces ---------------------------------------------------------------------------
+
+    def __init__(self, k: FusedKernel, plan: Plan, pk: ProgramKernels, pool: ConstantPool, image: bool):
+        self.k = k
+        self.plan = plan
+        self.pk = pk
+        self.pool = pool
+        self.image = image
+        self.ntk = not image  # the image program needs S alone (its variance maps)
+        self.b = CodeBuffer(2)
+        self.helpers: set[str] = set()
+        self.geoms: dict[Geom, str] = {}
+        self.loop: dict | None = None
+        self.math_count = 0
+        self.seams: set[str] = set()
+        self.shortcuts: list[tuple[int, bool]] = []  # open residual blocks: (depth, T live at the fork)
+        self.depth = 0  # the most residual blocks open at once (SX / TX scratch per level)
+        # scratch sizes
+        spatial = [g for _, gi, go in k.steps for g in (gi, go)] + [k.g_first]
+        self.width = max(g.nx for g in spatial)
+        self.rows = max(g.ny for g in spatial)
+        self.R = 0      # zero columns left and right of a packed row (the x reach of its windows)
+        self.RY = 0     # zero rows above a TS tile
+        self.RYH = 0    # zero rows below
+        for s, gi, go in k.steps:
+            w = s.window
+            if w is None or w.identity or is_reduce(w):
+                continue
+            ks = [e + w.cols.offset for e, _ in w.cols.terms]
+            if gi.packed:
+                self.R = max(self.R, max(abs(x) for x in ks))
+            ey = [e + w.rows.offset for e, _ in w.rows.terms]
+            self.RY = max(self.RY, -min(ey), 0)
+            self.RYH = max(self.RYH, w.rows.stride * (go.ny - 1) + max(ey) - (gi.ny - 1), 0)
+
+    def const(self, v: float) -> str:
+        return self.pool.name(v)
+
+    def geom(self, g: Geom) -> str:
+        """Per-item plane geometry of map g, emitted once: <tag>_dy, _rows, _y0, _L, _ao, _bo."""
+        if g in self.geoms:
+            return self.geoms[g]
+        t = g.tag
+        b = self.head
+        if g.scalar:
+            b.line(f"# {t}: a 1x1 map, plane 0")
+            b.line(f"{t}_dy = 0")
+            b.line(f"{t}_rows = 1")
+            b.line(f"{t}_y0 = 0")
+            b.line(f"{t}_L = 1")
+            b.line(f"{t}_ao = 0")
+            b.line(f"{t}_bo = 0")
+        else:
+            dy = "dy" if g.my == 1 else f"{g.my} * dy"
+            b.line(f"# {t}: plane D of the {g.ny}x{g.nx} map, {'packed columns (seam at rx)' if g.packed else 'exact columns'}")
+            b.line(f"{t}_dy = {dy if g.ny > 1 else '0'}")
+            b.line(f"{t}_rows = {g.ny} - abs({t}_dy)")
+            b.line(f"{t}_y0 = max(0, {t}_dy)")
+            if g.packed:
+                b.line(f"{t}_L = {g.nx}")
+                b.line(f"{t}_ao = 0")
+                b.line(f"{t}_bo = ({g.nx} - rx) % {g.nx}  # b-side column of c = 0 (of a doubled row when rx > 0)")
+            else:
+                dx = "dx" if g.mx == 1 else f"{g.mx} * dx"
+                b.line(f"{t}_dx = {dx if g.nx > 1 else '0'}")
+                b.line(f"{t}_L = {g.nx} - abs({t}_dx)")
+                b.line(f"{t}_ao = max(0, {t}_dx)")
+                b.line(f"{t}_bo = {t}_ao - {t}_dx")
+        self.geoms[g] = t
+        return t
+
+    def comment(self, step: Step) -> None:
+        self.b.line("")
+        self.b.line(f"# line {step.layer.span.line}: {step.layer.describe()}")
+
+    def rows_loop(self, g: Geom, var: str = "r"):
+        t = self.geom(g)
+        return f"for {var} in range({t}_rows):"
+
+    def cols(self, g: Geom) -> str:
+        t = self.geom(g)
+        return f"range({g.nx})" if g.packed else f"range({t}_L)"
+
+    def length(self, g: Geom) -> str:
+        """The tile's row length on map g (unsigned): a constant when packed, the plane's exact
+        width otherwise."""
+        # (a run-time width: LLVM fully unrolls a loop of constant trip count 32 into slow code)
+        return "Wu" if g.packed else f"U({self.geom(g)}_L)"
+
+    def srow(self, r: str = "r", shift: int = 0) -> str:
+        """Unsigned index of column 0 (+ shift) of row r of the S / T scratch."""
+        return f"U({r} * SW + R{plus(shift)})"
+
+    def seam(self, kk: int) -> str:
+        """The condition that column c and column c + kk of a packed tile lie in one plane."""
+        h = self.head
+        if kk == 1:
+            name = "seam_p1"
+            expr = "U(rx - 1)"  # rx = 0: no seam (wraps to a value no column has)
+            cond = f"c != {name}"
+        elif kk == -1:
+            name = "seam_m1"
+            expr = "U(rx)"
+            cond = f"c != {name}"
+        elif kk > 0:
+            name = f"seam_p{kk}"
+            expr = f"U(max(rx - {kk}, 0))"
+            cond = f"(c < {name}) or (c >= seam_m1)"
+            self.seam(-1)
+        else:
+            name = f"seam_m{-kk}"
+            expr = f"U(rx{plus(-kk)})"
+            cond = f"(c < seam_m1) or (c >= {name})"
+            self.seam(-1)
+        if name not in self.seams:
+            self.seams.add(name)
+            h.line(f"{name} = {expr}")
+        return cond
+
+    # -- the kernel -----------------------------------------------------------------------------
+
+    def write(self) -> str:
+        k = self.k
+        self.head = CodeBuffer(2)
+        b = self.b
+        t_live = k.t_in
+        # source
+        if k.source == Source.IMAGES:
+            self.images()
+        elif k.source == Source.PLANES:
+            self.planes_source()
+        else:
+            t_live = self.partials_source()
+        # steps, with runs of identical blocks as loops
+        steps = k.steps
+        if not self.ntk:
+            t_live = False
+        sig = [self._signature(s, gi, go) for s, gi, go in steps]
+        i = 0
+        while i < len(steps):
+            length, reps = find_run(sig, i, SCHEDULE.max_block)
+            trainable = self.ntk and any(s.window is not None and s.window.trainable for s, _, _ in steps[i:i + length])
+            if reps >= SCHEDULE.loop_min_repeats and trainable and not t_live:
+                reps = 1  # the first repetition brings T to life: on its own, then the loop
+            if reps >= SCHEDULE.loop_min_repeats:
+                t_live = self.repeated(i, length, reps, t_live)
+                i += length * reps
+                continue
+            t_live = self.step(i, t_live)
+            i += 1
+        self.sink(t_live)
+        assert t_live == k.t_out, (k.name, t_live, k.t_out)
+        return self.assemble()
+
+    def _signature(self, s: Step, gi: Geom, go: Geom):
+        return (s.kind, s.layer.rule.name, s.layer.params, s.window, gi, go)
+
+    def step(self, i: int, t_live: bool) -> bool:
+        s, gi, go = self.k.steps[i]
+        if s.kind in ("fork", "join"):
+            return self.residual(s, gi, t_live)
+        if s.window is None:
+            return self.activation(i, s, gi, t_live)
+        return self.window(s, gi, go, t_live)
+
+    def repeated(self, i, length, reps, t_live) -> bool:
+        k = self.k
+        block = k.steps[i:i + length]
+        lines = sorted({s.layer.span.line for s, _, _ in block})
+        acts = [s for s, _, _ in block if s.kind == "activation"]
+        step_var = sum(s.layer.in_shape.height * s.layer.in_shape.width for s in acts)  # (times the layout's factor)
+        for s, gi, go in block:
+            self.geom(gi)
+            self.geom(go)
+        self.b.line("")
+        self.b.line(f"# lines {lines[0]}-{lines[-1]}, {reps} times over: a run-time loop, one copy of the code")
+        self.b.line(f"for rep in range({reps}):")
+        self.loop = {"var_step": step_var}
+        with self.b.indent():
+            for j in range(i, i + length):
+                t_live = self.step(j, t_live)
+        self.loop = None
+        return t_live
+
+    def assemble(self) -> str:
+        k = self.k
+        out = CodeBuffer()
+        width = self.width + 2 * self.R
+        ts_rows = self.RY + self.rows + self.RYH
+        packed = k.g_first.packed or any(go.packed for _, _, go in k.steps)
+        lines = [s.layer.span.line for s, _, _ in k.steps]
+        what = (f"lines {lines[0]}-{lines[-1]}" if len(lines) > 1 else f"line {lines[0]}") if lines else "no layers"
+        body = CodeBuffer(2)
+        body.line("pair = it // n_tiles")
+        body.line("tt = it % n_tiles")
+        body.line("dy = TILES[tt, 0]")
+        body.line("rx = TILES[tt, 1]" if packed else "dx = TILES[tt, 1]")
+        body.line("tile = TILES[tt, 2]  # the tile's index in the stage's tile tables")
+        body.line("a = ia[pair]")
+        body.line("b = ib[pair]")
+        body.line(f"diag = (same[pair] != 0) and dy == 0 and {'rx' if packed else 'dx'} == 0")
+        body.lines.extend(self.head.lines)
+        body.lines.extend(self.b.lines)
+        text = "\n".join(body.lines)
+        used = [a for a in ARGS[5:] if re.search(rf"\b{a}\b", text)]
+        self.args = ("chunk", "nchunks", "n_pairs", "TILES", "W") + tuple(used)
+        out.line(KERNEL_DECORATOR)
+        out.line(f"def {k.name}({', '.join(self.args)}):")
+        with out.indent():
+            out.line(f'"""{what}: {k.source.value} -> {k.sink.value}; {len(k.tiles)} tile(s) per pair.')
+            out.line("")
+            out.line("Items chunk, chunk + nchunks, ... of the n_pairs x tiles items, with this chunk's own scratch;")
+            out.line('runs without the GIL, one chunk per thread."""')
+            out.line(f"R = {self.R}  # zero columns on each side of a row of S / T")
+            out.line(f"SW = {width}  # row length of S / T; TS / TT rows are {self.width} long")
+            out.line(f"Wu = U(W)  # = {self.width}, the packed row width, passed in at run time")
+            out.line("n_tiles = TILES.shape[0]")
+            out.line("n_items = n_pairs * n_tiles")
+            out.line(f"S = np.zeros({self.rows * width}, DT)")
+            out.line(f"T = np.zeros({self.rows * width}, DT)")
+            out.line(f"TS = np.zeros({ts_rows * self.width}, DT)")
+            out.line(f"TT = np.zeros({ts_rows * self.width}, DT)")
+            out.line(f"ACC = np.zeros({self.width}, DT)")
+            for d in range(self.depth):  # the shortcut x of each open residual block
+                out.line(f"SX{d} = np.zeros({self.rows * width}, DT)")
+                if self.ntk:
+                    out.line(f"TX{d} = np.zeros({self.rows * width}, DT)")
+            out.line("for it in range(chunk, n_items, nchunks):")
+            out.lines.extend(body.lines)
+        return out.text()
+
+
+def find_run(sig: list, i: int, max_block: int) -> tuple[int, int]:
+    """Block length and repeat count of the longest run of identical blocks starting at sig[i]
+    (a block must end on the geometry it starts from)."""
+    best = (1, 1)
+    n = len(sig)
+    for length in range(1, min(max_block, (n - i) // 2) + 1):
+        first = sig[i:i + length]
+        if first[0][-2] != first[-1][-1] or not _balanced(first):
+            continue
+        reps = 1
+        while i + (reps + 1) * length <= n and sig[i + reps * length:i + (reps + 1) * length] == first:
+            reps += 1
+        if reps > 1 and length * reps > best[0] * best[1]:
+            best = (length, reps)
+    return best
+
+
+
+def _balanced(block: list[tuple]) -> bool:
+    """A block holds whole residual blocks: every fork is joined inside it, in order."""
+    depth = 0
+    for sig in block:
+        depth += {"fork": 1, "join": -1}.get(sig[0], 0)
+        if depth < 0:
+            return False
+    return depth == 0

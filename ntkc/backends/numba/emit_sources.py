@@ -50,12 +50,8 @@ class SourcesMixin:
                 with b.indent():
                     b.line(f"xa_o = xo + U(ch * {H * W})")
                     b.line(f"xb_o = xq + U(ch * {H * 2 * W})")
-                    b.line(f"for c in range({n}):")
-                    with b.indent():
-                        b.line("S[so + c] += XA[xa_o + c] * XB2[xb_o + c]")
-                b.line(f"for c in range({n}):")
-                with b.indent():
-                    b.line(f"S[so + c] = S[so + c] * {inv}")
+                    self.row_loop(b, n, "S[so + c] += XA[xa_o + c] * XB2[xb_o + c]")
+                self.row_loop(b, n, f"S[so + c] = S[so + c] * {inv}")
 
     def planes_source(self) -> None:
         k, b = self.k, self.b
@@ -128,25 +124,17 @@ class SourcesMixin:
             b.line(f"# one partial sum per item for the readout of the next kernel ({'every weight 1' if k.uniform_partials else 'weighted'}):")
             b.line("# column sums over the rows, then the columns in order")
             for name, out in (("S", "OUT_PS"),) + ((("T", "OUT_PT"),) if t_live else ()):
-                b.line(f"for c in range({n}):")
-                with b.indent():
-                    b.line("ACC[c] = _ZERO")
+                self.row_loop(b, n, "ACC[c] = _ZERO")
                 b.line(self.rows_loop(g))
                 with b.indent():
                     b.line(f"so = {self.srow()}")
                     if k.uniform_partials:
-                        b.line(f"for c in range({n}):")
-                        with b.indent():
-                            b.line(f"ACC[c] += {name}[so + c]")
+                        self.row_loop(b, n, f"ACC[c] += {name}[so + c]")
                     else:
                         b.line("wy = PWY[tile, r]")
-                        b.line(f"for c in range({n}):")
-                        with b.indent():
-                            b.line(f"ACC[c] += wy * {name}[so + c]")
+                        self.row_loop(b, n, f"ACC[c] += wy * {name}[so + c]")
                 b.line("acc = _ZERO")
-                b.line(f"for c in range({n}):")
-                with b.indent():
-                    b.line("acc += ACC[c]" if k.uniform_partials else "acc += PWX[tile, c] * ACC[c]")
+                self.row_loop(b, n, "acc += ACC[c]" if k.uniform_partials else "acc += PWX[tile, c] * ACC[c]")
                 b.line(f"{out}[pair * {count} + tile] = acc")
         elif k.sink == Sink.PLANES:
             b.line("# the planes for the mixing kernel after this one")

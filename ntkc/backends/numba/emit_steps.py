@@ -33,9 +33,7 @@ class StepsMixin:
             b.line(self.rows_loop(go))
             with b.indent():
                 b.line(f"so = {self.srow()}")
-                b.line(f"for c in range({n}):")
-                with b.indent():
-                    b.line("T[so + c] += S[so + c]" if t_live else "T[so + c] = S[so + c]")
+                self.row_loop(b, n, "T[so + c] += S[so + c]" if t_live else "T[so + c] = S[so + c]")
         return t_live or trainable
 
     def identity(self, w: Window, g: Geom, t_live: bool, trainable: bool) -> None:
@@ -102,22 +100,14 @@ class StepsMixin:
                     ref = f"{src}[s{j} + c]"
                     reads.append(ref if kk == 0 else f"({ref} if {self.seam(kk)} else _ZERO)")
                 if len(ks) <= SCHEDULE.unroll_taps:
-                    b.line(f"for c in range({no}):")
-                    with b.indent():
-                        b.line(f"{tmp}[to + c] = {' + '.join(reads)}")
+                    self.row_loop(b, no, f"{tmp}[to + c] = {' + '.join(reads)}")
                 else:
-                    b.line(f"for c in range({no}):")
-                    with b.indent():
-                        b.line(f"{tmp}[to + c] = _ZERO")
+                    self.row_loop(b, no, f"{tmp}[to + c] = _ZERO")
                     for rd in reads:
-                        b.line(f"for c in range({no}):")
-                        with b.indent():
-                            b.line(f"{tmp}[to + c] += {rd}")
+                        self.row_loop(b, no, f"{tmp}[to + c] += {rd}")
             else:
                 # exact columns: tap k reads c_in = sx c + k, inside the input row's [0, L_in)
-                b.line(f"for c in range({no}):")
-                with b.indent():
-                    b.line(f"{tmp}[to + c] = _ZERO")
+                self.row_loop(b, no, f"{tmp}[to + c] = _ZERO")
                 for kk in ks:
                     if sx > 1:
                         lo = f"max(0, -({kk} // {sx}))"
@@ -136,9 +126,7 @@ class StepsMixin:
             b.line(f"for j in range({self.RY} + {ti}_rows, {self.RY + self.RYH} + {ti}_rows):  # zero rows below")
             with b.indent():
                 b.line(f"to = U(j * {W})")
-                b.line(f"for c in range({no}):")
-                with b.indent():
-                    b.line(f"{tmp}[to + c] = _ZERO")
+                self.row_loop(b, no, f"{tmp}[to + c] = _ZERO")
         ey = [e + w.rows.offset for e, _ in w.rows.terms]
         sy = w.rows.stride
         wt = self.const(w.weight)
@@ -153,22 +141,14 @@ class StepsMixin:
                 for q, e in enumerate(ey):
                     b.line(f"t{q} = U((j{plus(e)}) * {W})")
                 reads = " + ".join(f"{tmp}[t{q} + c]" for q in range(len(ey)))
-                b.line(f"for c in range({no}):")
-                with b.indent():
-                    b.line(f"{src}[so + c] = {wt} * ({reads}){bs}")
+                self.row_loop(b, no, f"{src}[so + c] = {wt} * ({reads}){bs}")
             else:
-                b.line(f"for c in range({no}):")
-                with b.indent():
-                    b.line("ACC[c] = _ZERO")
+                self.row_loop(b, no, "ACC[c] = _ZERO")
                 b.line(f"for e in {iter_text(ey)}:")
                 with b.indent():
                     b.line(f"te = U((j + e) * {W})")
-                    b.line(f"for c in range({no}):")
-                    with b.indent():
-                        b.line(f"ACC[c] += {tmp}[te + c]")
-                b.line(f"for c in range({no}):")
-                with b.indent():
-                    b.line(f"{src}[so + c] = {wt} * ACC[c]{bs}")
+                    self.row_loop(b, no, f"ACC[c] += {tmp}[te + c]")
+                self.row_loop(b, no, f"{src}[so + c] = {wt} * ACC[c]{bs}")
 
     def activation(self, i: int, s: Step, g: Geom, t_live: bool) -> bool:
         k, b = self.k, self.b

@@ -123,6 +123,13 @@ class KernelWriter(SourcesMixin, StepsMixin):
         # (a run-time width: LLVM fully unrolls a loop of constant trip count 32 into slow code)
         return "Wu" if g.packed else f"U({self.geom(g)}_L)"
 
+    @staticmethod
+    def row_loop(b, n: str, stmt: str) -> None:
+        """`for c in range(n): stmt`: one statement over the columns of a row."""
+        b.line(f"for c in range({n}):")
+        with b.indent():
+            b.line(stmt)
+
     def srow(self, r: str = "r", shift: int = 0) -> str:
         """Unsigned index of column 0 (+ shift) of row r of the S / T scratch."""
         return f"U({r} * SW + R{plus(shift)})"

@@ -16,7 +16,7 @@ import torch
 import ntkc
 from ntkc.errors import ArchError, BackendError
 from support.nets import RESIDUAL_NETS
-from support.triton_cases import run_interpreted
+from support.triton_cases import case_result, run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -270,16 +270,10 @@ def results():
     return run_interpreted(CASES, workers=2)
 
 
-def _ok(results, key):
-    r = results[key]
-    assert "error" not in r, r["error"]
-    return r
-
-
 @pytest.mark.parametrize("case", [c for c in CASES if not c["id"].startswith(("diag-", "schedule-"))],
                          ids=lambda c: c["id"])
 def test_triton_equals_torch(results, case):
-    r = _ok(results, case["id"])
+    r = case_result(results, case["id"])
     for key in ("nngp", "ntk"):
         # float32: 1e-5, or a few times what the torch backend's own float32 misses by where a
         # net is worse conditioned than that (a relu on nearly parallel scalars, say)
@@ -289,14 +283,14 @@ def test_triton_equals_torch(results, case):
 
 @pytest.mark.parametrize("key", ["diag-v-float32", "diag-gap-float32"])
 def test_self_pair_diagonal_keeps_float32_digits(results, key):
-    r = _ok(results, key)
+    r = case_result(results, key)
     assert r["diag"] <= 2e-6 and r["diag_ntk"] <= 2e-6, r
 
 
 @pytest.mark.parametrize("name", ["small_loop_gap", "pool_circular_erf_valid_stride"])
 def test_schedule_does_not_change_results(results, name):
-    a = _ok(results, f"schedule-{name}-default")["values"]
-    b = _ok(results, f"schedule-{name}-narrow")["values"]
+    a = case_result(results, f"schedule-{name}-default")["values"]
+    b = case_result(results, f"schedule-{name}-narrow")["values"]
     for x, y in zip(a, b):
         xt, yt = torch.tensor(x), torch.tensor(y)
         assert (xt - yt).abs().max().item() <= 1e-14 * yt.abs().max().item()

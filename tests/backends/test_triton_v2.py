@@ -18,8 +18,9 @@ import torch
 import ntkc
 from ntkc.backends.triton import codegen as tc
 from ntkc.backends.triton.coverage import Kind
+from support.nets import RESIDUAL_NETS
 from support.paths import EXAMPLES
-from support.triton_cases import run_interpreted
+from support.triton_cases import case_result, run_interpreted
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -70,18 +71,7 @@ NETS = {
     "gap_then_scalar_acts": GAP.format(h=4, w=4, r=1).replace("gap\ndense trainable=false\n",
                                                               "gap\ndense w_std=1.5\nerf\ndense\n"),
     # residual blocks (the shapes of support.nets.RESIDUAL_NETS on power-of-two maps)
-    "residual_wrn_block_gap": """input height=4 width=8 channels=2
-conv w_std=sqrt(2) b_std=0.1
-residual {
-  relu
-  conv w_std=sqrt(2)
-  relu
-  conv w_std=1.2 b_std=0.2
-}
-relu
-gap
-dense
-""",
+    "residual_wrn_block_gap": "input height=4 width=8 channels=2\n" + RESIDUAL_NETS["wrn_block_gap"].split("\n", 1)[1],
     "residual_repeat_scaled_nested_flatten": """input height=8 width=4 channels=1
 conv w_std=1.4 trainable=false
 repeat 2 {
@@ -151,17 +141,11 @@ def results():
     return run_interpreted(CASES, workers=2)
 
 
-def _ok(results, key):
-    r = results[key]
-    assert "error" not in r, r["error"]
-    return r
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [c for c in CASES if not c["id"].startswith(("diag-", "schedule-"))],
                          ids=lambda c: c["id"])
 def test_v2_equals_torch(results, case):
-    r = _ok(results, case["id"])
+    r = case_result(results, case["id"])
     assert r["kinds"][0] == "circulant", r["kinds"]
     for key in ("nngp", "ntk"):
         tol = TOL[case["dtype"]] if case["dtype"] == "float64" else max(TOL["float32"], 4 * r[f"torch32_{key}"])
@@ -171,15 +155,15 @@ def test_v2_equals_torch(results, case):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["v_d6_8x8", "gap_8x4", "residual_wrn_block_gap"])
 def test_v2_self_pair_diagonal_keeps_float32_digits(results, name):
-    r = _ok(results, f"diag-{name}-float32")
+    r = case_result(results, f"diag-{name}-float32")
     assert r["diag"] <= 2e-6 and r["diag_ntk"] <= 2e-6, r
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tag", ["narrow", "wide"])
 def test_v2_schedule_does_not_change_results(results, tag):
-    a = _ok(results, "schedule-default")["values"]
-    b = _ok(results, f"schedule-{tag}")["values"]
+    a = case_result(results, "schedule-default")["values"]
+    b = case_result(results, f"schedule-{tag}")["values"]
     for x, y in zip(a, b):
         xt, yt = torch.tensor(x), torch.tensor(y)
         assert (xt - yt).abs().max().item() <= 1e-14 * yt.abs().max().item()

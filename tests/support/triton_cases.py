@@ -50,3 +50,10 @@ def run_interpreted(cases: list[dict], workers: int = 2, timeout: float = 600) -
             raise RuntimeError(f"interpreter worker failed ({p.returncode}):\n{err[-4000:]}")
         results.update(json.loads(out))
     return results
+
+
+def case_result(results: dict[str, dict], key: str) -> dict:
+    """The interpreter's result of one case, failing the test with the worker's error if it had one."""
+    r = results[key]
+    assert "error" not in r, r["error"]
+    return r

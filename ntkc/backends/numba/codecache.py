@@ -10,14 +10,13 @@ loads instead of compiling.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from ...util.atomic import write_text
 from ...util.versions import version_line
+from .. import cache as shared
 from ..cache import cache_dir as _root
 
 _MODULES: dict[str, ModuleType] = {}
@@ -34,21 +33,12 @@ def versions() -> str:
 
 
 def source_hash(source: str) -> str:
-    h = hashlib.sha256()
-    h.update(versions().encode())
-    h.update(b"\0")
-    h.update(source.encode())
-    return h.hexdigest()[:20]
+    return shared.source_hash(source, versions(), 20)
 
 
 def write(source: str, prefix: str) -> Path:
     """Store `source` in the cache (once) and return its path."""
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{prefix}_{source_hash(source)}.py"
-    if not (path.exists() and path.read_text() == source):
-        write_text(path, source)
-    return path
+    return shared.write_source(cache_dir(), source, prefix, versions(), 20)
 
 
 def load(source: str, prefix: str) -> ModuleType:

@@ -12,14 +12,13 @@ imported: `TRITON_INTERPRET=1` therefore has to be set before that import, for t
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from ...util.atomic import write_text
+from .. import cache as shared
 from ..cache import cache_dir  # noqa: F401  (the one home of the folder; re-exported)
 from ...util.versions import version_line
 
@@ -32,21 +31,12 @@ def versions() -> str:
 
 
 def source_hash(source: str) -> str:
-    h = hashlib.sha256()
-    h.update(versions().encode())
-    h.update(b"\0")
-    h.update(source.encode())
-    return h.hexdigest()[:24]
+    return shared.source_hash(source, versions(), 24)
 
 
 def write(source: str, prefix: str = "ntkc") -> Path:
     """Store `source` in the cache (once) and return its path."""
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{prefix}_{source_hash(source)}.py"
-    if not (path.exists() and path.read_text() == source):
-        write_text(path, source)
-    return path
+    return shared.write_source(cache_dir(), source, prefix, versions(), 24)
 
 
 def interpreting() -> bool:

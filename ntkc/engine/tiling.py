@@ -100,8 +100,7 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
     """
     ra, rb = xa.shape[0], xb.shape[0]
     dev = xa.device
-    fa = fingerprints(xa)
-    fb = fa if diagonal else fingerprints(xb)
+    ida, idb = _image_ids(fingerprints(xa), None if diagonal else fingerprints(xb))
     if diagonal:
         ii, jj = np.triu_indices(ra)
     else:
@@ -115,7 +114,7 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
             bi = np.concatenate([bi, np.repeat(bi[:1], batch - count)])
             bj = np.concatenate([bj, np.repeat(bj[:1], batch - count)])
         i, j = torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)
-        same = torch.as_tensor([fa[p] == fb[q] for p, q in zip(bi, bj)], device=dev)
+        same = torch.as_tensor(ida[bi] == idb[bj], device=dev)
         s, t = backend.pairs(xa, xb, va, vb, i, j, same, fused=fuse)
         r, c = i[:count], j[:count]
         s_tile[r, c] = s[:count]
@@ -134,6 +133,15 @@ def compute_tile(backend, xa: torch.Tensor, xb: torch.Tensor, va: list[torch.Ten
         s_tile[lower[0], lower[1]] = s_tile[lower[1], lower[0]]
         t_tile[lower[0], lower[1]] = t_tile[lower[1], lower[0]]
     return s_tile, t_tile
+
+
+def _image_ids(fa: list[bytes], fb: list[bytes] | None) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per image, equal exactly when the fingerprints are (fb None: the columns are
+    the rows): a pair is a self pair when its two ids are equal, found for a whole batch at once."""
+    index: dict[bytes, int] = {}
+    ida = np.array([index.setdefault(f, len(index)) for f in fa], dtype=np.int64)
+    idb = ida if fb is None else np.array([index.setdefault(f, len(index)) for f in fb], dtype=np.int64)
+    return ida, idb
 
 
 def _put(dest, r0: int, c0: int, block: torch.Tensor) -> None:

@@ -104,6 +104,47 @@ def test_residual_blocks_match_the_reference(name):
     _both_modes(text, shape, zlib.crc32(name.encode()), name, float32=name == "wrn_block_gap")
 
 
+# A network whose readout needs plane 0 only runs as one flat plane (writer.KernelWriter.flat_plane):
+# odd non-square maps, many channels (a loop over them), a 5x5 window (masks two columns out),
+# an 11-tap window wider than the map (a loop over taps, zero padding beyond it), a dilated window
+# inside a residual block
+FLAT_NET = """input height=7 width=5 channels=5
+conv size=5 b_std=0.3
+relu
+conv size=11 w_std=1.3
+erf
+residual scale=0.7 {
+  relu
+  conv dilation=2
+}
+relu
+flatten
+dense b_std=0.2
+"""
+
+
+def test_flat_plane_networks_match_the_reference():
+    from ntkc.backends.numba.codegen import build
+
+    source = build(ntkc.compile(FLAT_NET).plan, "float64").source
+    assert "one flat run" in source and "mask_m2[c]" in source and "ACC[c] += TS[te + c]" in source
+    shape, _ = _shape(FLAT_NET)
+    _both_modes(FLAT_NET, shape, 31, "flat plane", float32=True)
+
+
+def test_flat_plane_is_chosen_for_plane_zero_networks_only():
+    """digits_v (flatten: plane 0 only) runs as a flat plane; digits_gap (every plane, many tiles)
+    and a strided V network (exact columns) keep the row-by-row tiles."""
+    from ntkc.backends.numba.codegen import build
+
+    def flat(text_or_path):
+        return "one flat run" in build(ntkc.compile(text_or_path).plan, "float32").source
+
+    assert flat(EXAMPLES / "digits_v.arch")
+    assert not flat(EXAMPLES / "digits_gap.arch")
+    assert not flat("input height=6 width=6 channels=1\nconv stride=2\nrelu\nflatten\ndense\n")
+
+
 def _shape(text):
     from support.reference import parse_arch
 

@@ -9,7 +9,8 @@ shows there and not in the middle of a Gram matrix; `create` (the package's fact
 a failure into the torch backend and one warning line.
 
 Threads: `ntkc.util.threads.thread_count()`, read for every batch. A kernel's items are cut into
-chunks (item i goes to chunk i mod n); the chunks run on a pool of Python threads, each a
+chunks (a fused kernel's as contiguous runs, so threads never share a cache line of outputs; a
+mixing kernel's pairs go to chunk i mod n); the chunks run on a pool of Python threads, each a
 compiled function that releases the GIL (`nogil`), so no numba threading layer (and no OpenMP
 next to torch's) is involved and compiles stay short. Each item is computed by one thread from
 its inputs alone, and partial sums are added in a fixed order, so results are bitwise the same
@@ -33,7 +34,9 @@ from .kernels import MixKernel, ProgramKernels, Sink, Source, VarLayout
 from .mix import run_mix
 
 STATE_BYTES = 256 << 20   # stored states of one pair batch: about this much at most
-MAX_BATCH = 2048          # pairs per batch when little is stored
+MAX_BATCH = 2048          # pairs per batch when little is stored ...
+CHEAP_BATCH = 1 << 15     # ... and up to this many when pairs are cheap:
+BATCH_FLOPS = 2e8         # a batch of about this much arithmetic (a tenth of a second or so)
 CHUNKS_PER_THREAD = 4     # fixed chunks of items per thread (balance; results do not depend on it)
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
@@ -125,8 +128,11 @@ class NumbaBackend:
         return 2 * self._stored_bytes(self.generated.pair) + 4 * self.generated.pair.var_b.size * self.np_dtype.itemsize + 4096
 
     def preferred_batch(self) -> int:
+        """MAX_BATCH pairs, more for cheap pairs (a batch's fixed costs, the conversions and the
+        thread pool, would dominate 2,048 pairs of an 8x8 CNTK-V), fewer when states are stored."""
         stored = self._stored_bytes(self.generated.pair)
-        return int(max(1, min(MAX_BATCH, STATE_BYTES // max(1, stored))))
+        cheap = int(BATCH_FLOPS // max(1.0, float(self.plan.pair.flops())))
+        return int(max(1, min(max(MAX_BATCH, min(CHEAP_BATCH, cheap)), STATE_BYTES // max(1, stored))))
 
     def fusion_pays(self, pairs: int) -> bool:
         """Never: the kernels are the fused form (and need no fixed batch shape)."""

@@ -21,12 +21,12 @@ class SourcesMixin:
         c, H, W = net.channels, net.height, net.width
         g = k.g_first
         t = self.geom(g)
-        n = self.length(g)
+        n = self.length(g, rows=True)  # row by row (b's rows are doubled), also on a flat plane
         inv = self.const(1.0 / c)
         b.line("")
         b.line(f"# line {self.plan.network.input_span.line}: input, S[p, p - D] = (1/{c}) sum_c xa[c, p] xb[c, p - D]; T = 0")
         b.line("# (arrays are flat; a row loop reads base + c with unsigned indices: unit stride, no wraparound)")
-        b.line(self.rows_loop(g))
+        b.line(self.rows_loop(g, rows=True))
         with b.indent():
             b.line(f"ya = {t}_y0 + r")
             b.line(f"yb = ya - {t}_dy")

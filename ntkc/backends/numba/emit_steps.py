@@ -122,7 +122,7 @@ class StepsMixin:
                     b.line("for c in range(U(lo), U(hi)):")
                     with b.indent():
                         b.line(f"{tmp}[to + c] += {rd}")
-        if self.RYH:
+        if self.RYH and not (self.flat and gi.packed):  # (a flat plane's rows below stay zero)
             b.line(f"for j in range({self.RY} + {ti}_rows, {self.RY + self.RYH} + {ti}_rows):  # zero rows below")
             with b.indent():
                 b.line(f"to = U(j * {W})")

@@ -21,7 +21,7 @@ from ...plan.lower import Plan, Step
 from ..render import CodeBuffer
 from .emit_sources import SourcesMixin
 from .emit_steps import StepsMixin, plus
-from .kernels import SCHEDULE, FusedKernel, Geom, ProgramKernels, Source, is_reduce
+from .kernels import SCHEDULE, FusedKernel, Geom, ProgramKernels, Sink, Source, is_reduce
 from .render import ConstantPool
 
 # every argument a stage kernel may take, in order (a kernel takes those its text uses)
@@ -68,6 +68,26 @@ class KernelWriter(SourcesMixin, StepsMixin):
             ey = [e + w.rows.offset for e, _ in w.rows.terms]
             self.RY = max(self.RY, -min(ey), 0)
             self.RYH = max(self.RYH, w.rows.stride * (go.ny - 1) + max(ey) - (gi.ny - 1), 0)
+        self.flat = self.flat_plane()
+        self.masks: dict[str, int] = {}  # flat plane: mask name -> the x tap it is for
+
+    def flat_plane(self) -> bool:
+        """Whether the kernel's one tile is plane (0, 0) of full packed maps of one size (a network
+        whose readout needs plane 0 only, e.g. `flatten`), read from the images and ending in the
+        outputs. Then S and T hold the plane as one flat run (row y at R + y W, no zero columns
+        between rows), and every step is one loop over the whole plane: a map of 8x8 runs as
+        loops of 64, not 8 loops of 8 (each with its own set-up), and the x taps that would
+        cross a row's end are masked (`mask_*`, built once per chunk)."""
+        k = self.k
+        if self.image or k.source == Source.PLANES or k.sink != Sink.OUTPUTS:
+            return False
+        if self.pk.var_a.factor != 1 or self.pk.var_b.factor != 1:
+            return False
+        table = k.tiles.table()
+        if table.shape[0] != 1 or table[0, 0] != 0 or table[0, 1] != 0:
+            return False
+        geoms = [g for _, gi, go in k.steps for g in (gi, go)] + [k.g_first]
+        return all(g.scalar or (g.packed and g.ny == self.rows and g.nx == self.width) for g in geoms)
 
     def const(self, v: float) -> str:
         return self.pool.name(v)
@@ -109,18 +129,27 @@ class KernelWriter(SourcesMixin, StepsMixin):
         self.b.line("")
         self.b.line(f"# line {step.layer.span.line}: {step.layer.describe()}")
 
-    def rows_loop(self, g: Geom, var: str = "r"):
+    def rows_loop(self, g: Geom, var: str = "r", rows: bool = False):
+        """The loop over a tile's rows (a flat plane: one pass over all of them, unless `rows`)."""
         t = self.geom(g)
+        if self.flat and g.packed and not rows:
+            return f"for {var} in range(1):  # the whole plane: one flat run of {t}_n entries"
         return f"for {var} in range({t}_rows):"
 
     def cols(self, g: Geom) -> str:
         t = self.geom(g)
         return f"range({g.nx})" if g.packed else f"range({t}_L)"
 
-    def length(self, g: Geom) -> str:
+    def length(self, g: Geom, rows: bool = False) -> str:
         """The tile's row length on map g (unsigned): a constant when packed, the plane's exact
-        width otherwise."""
+        width otherwise; on a flat plane the plane's size (a row's, with `rows`)."""
         # (a run-time width: LLVM fully unrolls a loop of constant trip count 32 into slow code)
+        if self.flat and g.packed and not rows:
+            t = self.geom(g)
+            if f"{t}_n" not in self.seams:
+                self.seams.add(f"{t}_n")
+                self.head.line(f"{t}_n = U({t}_rows) * Wu  # entries of the flat plane")
+            return f"{t}_n"
         return "Wu" if g.packed else f"U({self.geom(g)}_L)"
 
     @staticmethod
@@ -135,8 +164,13 @@ class KernelWriter(SourcesMixin, StepsMixin):
         return f"U({r} * SW + R{plus(shift)})"
 
     def seam(self, kk: int) -> str:
-        """The condition that column c and column c + kk of a packed tile lie in one plane."""
+        """The condition that column c and column c + kk of a packed tile lie in one plane (on a
+        flat plane: that entry c has a column c + kk in its row)."""
         h = self.head
+        if self.flat:
+            name = f"mask_{'p' if kk > 0 else 'm'}{abs(kk)}"
+            self.masks[name] = kk
+            return f"{name}[c]"
         if kk == 1:
             name = "seam_p1"
             expr = "U(rx - 1)"  # rx = 0: no seam (wraps to a value no column has)
@@ -228,7 +262,8 @@ class KernelWriter(SourcesMixin, StepsMixin):
     def assemble(self) -> str:
         k = self.k
         out = CodeBuffer()
-        width = self.width + 2 * self.R
+        width = self.width if self.flat else self.width + 2 * self.R
+        size = self.rows * width + (2 * self.R if self.flat else 0)
         ts_rows = self.RY + self.rows + self.RYH
         packed = k.g_first.packed or any(go.packed for _, _, go in k.steps)
         lines = [s.layer.span.line for s, _, _ in k.steps]
@@ -252,23 +287,38 @@ class KernelWriter(SourcesMixin, StepsMixin):
         with out.indent():
             out.line(f'"""{what}: {k.source.value} -> {k.sink.value}; {len(k.tiles)} tile(s) per pair.')
             out.line("")
-            out.line("Items chunk, chunk + nchunks, ... of the n_pairs x tiles items, with this chunk's own scratch;")
+            out.line("Items [chunk, chunk + 1) * n_items // nchunks of the n_pairs x tiles items (one contiguous")
+            out.line("run: no two threads write the same cache line of the outputs), with this chunk's own scratch;")
             out.line('runs without the GIL, one chunk per thread."""')
-            out.line(f"R = {self.R}  # zero columns on each side of a row of S / T")
-            out.line(f"SW = {width}  # row length of S / T; TS / TT rows are {self.width} long")
+            if self.flat:
+                out.line(f"R = {self.R}  # zero entries before and after the flat plane in S / T")
+                out.line(f"SW = {width}  # row length of S / T (no zero columns between rows); TS / TT rows too")
+            else:
+                out.line(f"R = {self.R}  # zero columns on each side of a row of S / T")
+                out.line(f"SW = {width}  # row length of S / T; TS / TT rows are {self.width} long")
             out.line(f"Wu = U(W)  # = {self.width}, the packed row width, passed in at run time")
             out.line("n_tiles = TILES.shape[0]")
             out.line("n_items = n_pairs * n_tiles")
-            out.line(f"S = np.zeros({self.rows * width}, DT)")
-            out.line(f"T = np.zeros({self.rows * width}, DT)")
+            out.line(f"S = np.zeros({size}, DT)")
+            out.line(f"T = np.zeros({size}, DT)")
             out.line(f"TS = np.zeros({ts_rows * self.width}, DT)")
             out.line(f"TT = np.zeros({ts_rows * self.width}, DT)")
-            out.line(f"ACC = np.zeros({self.width}, DT)")
+            out.line(f"ACC = np.zeros({self.width * (self.rows if self.flat else 1)}, DT)")
             for d in range(self.depth):  # the shortcut x of each open residual block
-                out.line(f"SX{d} = np.zeros({self.rows * width}, DT)")
+                out.line(f"SX{d} = np.zeros({size}, DT)")
                 if self.ntk:
-                    out.line(f"TX{d} = np.zeros({self.rows * width}, DT)")
-            out.line("for it in range(chunk, n_items, nchunks):")
+                    out.line(f"TX{d} = np.zeros({size}, DT)")
+            n = self.rows * self.width
+            for name, kk in sorted(self.masks.items()):
+                out.line(f"# {name}[e]: the tap at {kk:+d} from entry e (column e % {self.width}) stays in its row")
+                out.line(f"{name} = np.empty({n}, np.bool_)")
+                out.line(f"for e in range({n}):")
+                with out.indent():
+                    out.line(f"{name}[e] = 0 <= e % {self.width} + {kk} < {self.width}" if kk > 0
+                             else f"{name}[e] = 0 <= e % {self.width} - {-kk} < {self.width}")
+            if self.flat:
+                out.line("# (TS / TT: their zero rows above and below the plane are never written)")
+            out.line("for it in range(chunk * n_items // nchunks, (chunk + 1) * n_items // nchunks):")
             out.lines.extend(body.lines)
         return out.text()
 

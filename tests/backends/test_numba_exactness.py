@@ -104,12 +104,12 @@ def test_residual_blocks_match_the_reference(name):
     _both_modes(text, shape, zlib.crc32(name.encode()), name, float32=name == "wrn_block_gap")
 
 
-# A network whose readout needs plane 0 only runs as one flat plane (writer.KernelWriter.flat_plane):
-# odd non-square maps, many channels (a loop over them), a 5x5 window (masks two columns out),
-# an 11-tap window wider than the map (a loop over taps, zero padding beyond it), a dilated window
-# inside a residual block
-FLAT_NET = """input height=7 width=5 channels=5
-conv size=5 b_std=0.3
+# Pair kernels run their tiles as flat runs (writer.KernelWriter.flat_plane): one plane 0 when
+# the readout needs no other plane, every packed plane on maps narrower than FLAT_MAX_WIDTH. The
+# awkward parts: odd non-square maps, many channels (a loop over them), a 5x5 window (masks two
+# columns out, and across a packed row's seam), an 11-tap window wider than the map (a loop over
+# taps, zero padding beyond it), a dilated window inside a residual block.
+FLAT_BODY = """conv size=5 b_std=0.3
 relu
 conv size=11 w_std=1.3
 erf
@@ -118,31 +118,35 @@ residual scale=0.7 {
   conv dilation=2
 }
 relu
-flatten
-dense b_std=0.2
 """
+FLAT_NETS = {"plane 0": "input height=7 width=5 channels=5\n" + FLAT_BODY + "flatten\ndense b_std=0.2\n",
+             "every plane": "input height=7 width=6 channels=5\n" + FLAT_BODY + "gap\ndense b_std=0.2\n"}
 
 
-def test_flat_plane_networks_match_the_reference():
+def _generated(text_or_path, dtype="float64") -> str:
     from ntkc.backends.numba.codegen import build
 
-    source = build(ntkc.compile(FLAT_NET).plan, "float64").source
-    assert "one flat run" in source and "mask_m2[c]" in source and "ACC[c] += TS[te + c]" in source
-    shape, _ = _shape(FLAT_NET)
-    _both_modes(FLAT_NET, shape, 31, "flat plane", float32=True)
+    return build(ntkc.compile(text_or_path).plan, dtype).source
 
 
-def test_flat_plane_is_chosen_for_plane_zero_networks_only():
-    """digits_v (flatten: plane 0 only) runs as a flat plane; digits_gap (every plane, many tiles)
-    and a strided V network (exact columns) keep the row-by-row tiles."""
-    from ntkc.backends.numba.codegen import build
+@pytest.mark.parametrize("name", list(FLAT_NETS))
+def test_flat_tiles_match_the_reference(name):
+    text = FLAT_NETS[name]
+    source = _generated(text)
+    assert "one flat run" in source and "mask_m2[" in source and "ACC[c] += TS[te + c]" in source
+    assert ("mask_at" in source) == (name == "every plane")
+    shape, _ = _shape(text)
+    _both_modes(text, shape, zlib.crc32(name.encode()), name, float32=True)
 
-    def flat(text_or_path):
-        return "one flat run" in build(ntkc.compile(text_or_path).plan, "float32").source
 
-    assert flat(EXAMPLES / "digits_v.arch")
-    assert not flat(EXAMPLES / "digits_gap.arch")
-    assert not flat("input height=6 width=6 channels=1\nconv stride=2\nrelu\nflatten\ndense\n")
+def test_flat_tiles_are_chosen_where_they_apply():
+    """digits_v (flatten: plane 0 only) and digits_gap (120 packed planes of an 8x8 map) run as
+    flat runs; cntk_gap_d3 (32-wide rows) and a strided V network (exact columns) keep the
+    row-by-row tiles."""
+    assert "one flat run" in _generated(EXAMPLES / "digits_v.arch", "float32")
+    assert "mask_at" in _generated(EXAMPLES / "digits_gap.arch", "float32")
+    assert "one flat run" not in _generated(EXAMPLES / "cntk_gap_d3.arch", "float32")
+    assert "one flat run" not in _generated("input height=6 width=6 channels=1\nconv stride=2\nrelu\nflatten\ndense\n")
 
 
 def _shape(text):

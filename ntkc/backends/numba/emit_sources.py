@@ -97,7 +97,7 @@ class SourcesMixin:
         k, b = self.k, self.b
         g = k.g_last
         t = self.geom(g)
-        n = self.length(g)
+        n = self.length(g, rows=True)  # row by row, also on a flat plane (partial sums in their order)
         if k.record_end is not None:
             off = self.pk.var_a.offsets[k.record_end]
             vs = self.pk.var_a.size
@@ -125,7 +125,7 @@ class SourcesMixin:
             b.line("# column sums over the rows, then the columns in order")
             for name, out in (("S", "OUT_PS"),) + ((("T", "OUT_PT"),) if t_live else ()):
                 self.row_loop(b, n, "ACC[c] = _ZERO")
-                b.line(self.rows_loop(g))
+                b.line(self.rows_loop(g, rows=True))
                 with b.indent():
                     b.line(f"so = {self.srow()}")
                     if k.uniform_partials:

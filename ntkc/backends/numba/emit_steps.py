@@ -122,11 +122,11 @@ class StepsMixin:
                     b.line("for c in range(U(lo), U(hi)):")
                     with b.indent():
                         b.line(f"{tmp}[to + c] += {rd}")
-        if self.RYH and not (self.flat and gi.packed):  # (a flat plane's rows below stay zero)
+        if self.RYH and not (self.flat and gi.packed and not self.flat_tiles):  # (one plane 0: they stay zero)
             b.line(f"for j in range({self.RY} + {ti}_rows, {self.RY + self.RYH} + {ti}_rows):  # zero rows below")
             with b.indent():
                 b.line(f"to = U(j * {W})")
-                self.row_loop(b, no, f"{tmp}[to + c] = _ZERO")
+                self.row_loop(b, self.length(gi, rows=True), f"{tmp}[to + c] = _ZERO")
         ey = [e + w.rows.offset for e, _ in w.rows.terms]
         sy = w.rows.stride
         wt = self.const(w.weight)
@@ -164,13 +164,25 @@ class StepsMixin:
         record = i in k.records
         b.line(f"# variance maps of a at p and of b at p - D (activation {ordinal}"
                + ("; b's rows doubled)" if lb.factor == 2 else ")"))
+        gather = self.flat and g.packed and lb.factor == 2
+        if gather:
+            b.line("# b's map on this tile as one flat run, row by row")
+            b.line(self.rows_loop(g, rows=True))
+            with b.indent():
+                b.line(f"ob = U(b * {lb.size} + {off_b} + ({t}_y0 + r - {t}_dy) * {lb.factor * g.nx} + {t}_bo)")
+                b.line("vo = U(r * SW)")
+                self.row_loop(b, self.length(g, rows=True), "VB[vo + c] = VARB[ob + c]")
         b.line(self.rows_loop(g))
         with b.indent():
             b.line(f"ya = {t}_y0 + r")
-            b.line(f"yb = ya - {t}_dy")
+            if not gather:
+                b.line(f"yb = ya - {t}_dy")
             b.line(f"so = {self.srow()}")
             b.line(f"oa = U(a * {la.size} + {off_a} + ya * {la.factor * g.nx} + {t}_ao)")
-            b.line(f"ob = U(b * {lb.size} + {off_b} + yb * {lb.factor * g.nx} + {t}_bo)")
+            if gather:
+                b.line("vo = U(r * SW)")
+            else:
+                b.line(f"ob = U(b * {lb.size} + {off_b} + yb * {lb.factor * g.nx} + {t}_bo)")
             if record:
                 b.line("if record:  # phase 1 of the image program: this is plane 0, S[p, p] = v[p]")
                 with b.indent():
@@ -183,7 +195,7 @@ class StepsMixin:
                 b.line("v1 = VARA[oa + c]")
                 b.line("# a self pair at p = q: u and v2 are v1 itself, so v1 v2 - u^2 is exactly 0")
                 b.line("u = v1 if diag else S[so + c]")
-                b.line("v2 = v1 if diag else VARB[ob + c]")
+                b.line(f"v2 = v1 if diag else {'VB[vo + c]' if gather else 'VARB[ob + c]'}")
                 graphs = trace_maps(s.layer.rule, s.layer.params, t_live)
                 r = NumbaMathRenderer(b, self.pool, prefix=f"m{self.math_count}_")
                 self.math_count += 1

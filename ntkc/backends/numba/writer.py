@@ -6,7 +6,9 @@ once per chunk of items, so it stays in L1/L2. Row loops index flat arrays at `b
 unsigned indices and a run-time trip count (unit stride, no wraparound checks): LLVM then
 vectorises them, where a constant trip count of 32 would be fully unrolled into slower code.
 Math is branch-free (conditional expressions become selects) and compiled without fast-math,
-so exact cancellations stay exact. The sources and sinks are in `emit_sources.py`, the steps
+so exact cancellations stay exact. Where a kernel's tiles are packed planes of small maps (or
+its one tile is plane 0), S and T hold a tile as one flat run and each step is one loop over all
+of it (`KernelWriter.flat_plane`): the same arithmetic in the same order, in fewer, longer loops. The sources and sinks are in `emit_sources.py`, the steps
 (windows, activations, residual blocks) in `emit_steps.py`.
 
 A block of steps repeated with identical rules, parameters and geometry (and holding whole
@@ -23,6 +25,8 @@ from .emit_sources import SourcesMixin
 from .emit_steps import StepsMixin, plus
 from .kernels import SCHEDULE, FusedKernel, Geom, ProgramKernels, Sink, Source, is_reduce
 from .render import ConstantPool
+
+FLAT_MAX_WIDTH = 16  # maps narrower than this run many packed tiles as flat runs (KernelWriter.flat_plane)
 
 # every argument a stage kernel may take, in order (a kernel takes those its text uses)
 ARGS = ("chunk", "nchunks", "n_pairs", "TILES", "W", "ia", "ib", "same", "XA", "XB2", "VARA", "VARB", "IN_S", "IN_T",
@@ -68,26 +72,33 @@ class KernelWriter(SourcesMixin, StepsMixin):
             ey = [e + w.rows.offset for e, _ in w.rows.terms]
             self.RY = max(self.RY, -min(ey), 0)
             self.RYH = max(self.RYH, w.rows.stride * (go.ny - 1) + max(ey) - (gi.ny - 1), 0)
-        self.flat = self.flat_plane()
+        self.flat, self.flat_tiles = self.flat_plane()
         self.masks: dict[str, int] = {}  # flat plane: mask name -> the x tap it is for
 
-    def flat_plane(self) -> bool:
-        """Whether the kernel's one tile is plane (0, 0) of full packed maps of one size (a network
-        whose readout needs plane 0 only, e.g. `flatten`), read from the images and ending in the
-        outputs. Then S and T hold the plane as one flat run (row y at R + y W, no zero columns
-        between rows), and every step is one loop over the whole plane: a map of 8x8 runs as
-        loops of 64, not 8 loops of 8 (each with its own set-up), and the x taps that would
-        cross a row's end are masked (`mask_*`, built once per chunk)."""
+    def flat_plane(self) -> tuple[bool, bool]:
+        """(flat, many tiles): whether a pair kernel's tiles are packed planes of full maps of one
+        size, read from the images, ending in the outputs or in partial sums: either one tile,
+        plane (0, 0) (a readout that needs plane 0 only, e.g. `flatten`), or, on maps narrower
+        than FLAT_MAX_WIDTH, any packed planes (e.g. `gap` on 8x8 digits: 120 tiles). Then S
+        and T hold a tile as one flat run (row r at R + r W, no zero columns between rows), and
+        every step but the input and the partial sums (row by row) is one loop over the whole
+        tile: an 8x8 plane runs as loops of 64, not 8 loops of 8 (each with its own set-up). The
+        x taps that would leave a row or cross a packed row's seam are masked (`mask_*`, a row of
+        masks per seam position rx, built once per chunk); b's variance maps, stored with rows
+        doubled, are first copied into one flat run (VB). Wider rows already fill the vector
+        units, so they keep the row-by-row tiles."""
         k = self.k
-        if self.image or k.source == Source.PLANES or k.sink != Sink.OUTPUTS:
-            return False
-        if self.pk.var_a.factor != 1 or self.pk.var_b.factor != 1:
-            return False
+        if self.image or k.source != Source.IMAGES or k.sink not in (Sink.OUTPUTS, Sink.PARTIALS):
+            return False, False
+        if self.pk.var_a.factor != 1:
+            return False, False
         table = k.tiles.table()
-        if table.shape[0] != 1 or table[0, 0] != 0 or table[0, 1] != 0:
-            return False
+        many = table.shape[0] != 1 or table[0, 0] != 0 or table[0, 1] != 0
+        if many and self.width >= FLAT_MAX_WIDTH:
+            return False, False
         geoms = [g for _, gi, go in k.steps for g in (gi, go)] + [k.g_first]
-        return all(g.scalar or (g.packed and g.ny == self.rows and g.nx == self.width) for g in geoms)
+        ok = all(g.scalar or (g.packed and g.nx == self.width and (many or g.ny == self.rows)) for g in geoms)
+        return ok, ok and many
 
     def const(self, v: float) -> str:
         return self.pool.name(v)
@@ -170,7 +181,10 @@ class KernelWriter(SourcesMixin, StepsMixin):
         if self.flat:
             name = f"mask_{'p' if kk > 0 else 'm'}{abs(kk)}"
             self.masks[name] = kk
-            return f"{name}[c]"
+            if self.flat_tiles and "mask_at" not in self.seams:
+                self.seams.add("mask_at")
+                h.line(f"mask_at = U(rx * {self.rows * self.width})  # this tile's row of masks")
+            return f"{name}[mask_at + c]" if self.flat_tiles else f"{name}[c]"
         if kk == 1:
             name = "seam_p1"
             expr = "U(rx - 1)"  # rx = 0: no seam (wraps to a value no column has)
@@ -309,15 +323,25 @@ class KernelWriter(SourcesMixin, StepsMixin):
                 if self.ntk:
                     out.line(f"TX{d} = np.zeros({size}, DT)")
             n = self.rows * self.width
+            W = self.width
+            seams = W if self.flat_tiles else 1
+            if self.flat_tiles:
+                out.line(f"VB = np.zeros({size}, DT)  # b's variance map on the tile, as one flat run")
             for name, kk in sorted(self.masks.items()):
-                out.line(f"# {name}[e]: the tap at {kk:+d} from entry e (column e % {self.width}) stays in its row")
-                out.line(f"{name} = np.empty({n}, np.bool_)")
-                out.line(f"for e in range({n}):")
+                tap = f"+ {kk}" if kk > 0 else f"- {-kk}"
+                if self.flat_tiles:
+                    out.line(f"# {name}[rx * {n} + e]: the tap at {kk:+d} from entry e stays in its row (column e % {W})")
+                    out.line(f"# and on its side of the seam at rx (b's column (e - rx) % {W})")
+                else:
+                    out.line(f"# {name}[e]: the tap at {kk:+d} from entry e stays in its row (column e % {W})")
+                out.line(f"{name} = np.empty({seams * n}, np.bool_)")
+                out.line(f"for q in range({seams * n}):")
                 with out.indent():
-                    out.line(f"{name}[e] = 0 <= e % {self.width} + {kk} < {self.width}" if kk > 0
-                             else f"{name}[e] = 0 <= e % {self.width} - {-kk} < {self.width}")
-            if self.flat:
-                out.line("# (TS / TT: their zero rows above and below the plane are never written)")
+                    out.line(f"e = q % {n}")
+                    cond = f"0 <= e % {W} {tap} < {W}"
+                    if self.flat_tiles:
+                        cond += f" and 0 <= (e - q // {n}) % {W} {tap} < {W}"
+                    out.line(f"{name}[q] = {cond}")
             out.line("for it in range(chunk * n_items // nchunks, (chunk + 1) * n_items // nchunks):")
             out.lines.extend(body.lines)
         return out.text()

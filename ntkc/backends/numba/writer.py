@@ -329,11 +329,9 @@ class KernelWriter(SourcesMixin, StepsMixin):
                 out.line(f"VB = np.zeros({size}, DT)  # b's variance map on the tile, as one flat run")
             for name, kk in sorted(self.masks.items()):
                 tap = f"+ {kk}" if kk > 0 else f"- {-kk}"
-                if self.flat_tiles:
-                    out.line(f"# {name}[rx * {n} + e]: the tap at {kk:+d} from entry e stays in its row (column e % {W})")
-                    out.line(f"# and on its side of the seam at rx (b's column (e - rx) % {W})")
-                else:
-                    out.line(f"# {name}[e]: the tap at {kk:+d} from entry e stays in its row (column e % {W})")
+                at, seam = ((f"rx * {n} + e", f" and on its side of the seam at rx (b's column (e - rx) % {W})")
+                            if self.flat_tiles else ("e", ""))
+                out.line(f"# {name}[{at}]: the tap at {kk:+d} from entry e stays in its row (column e % {W}){seam}")
                 out.line(f"{name} = np.empty({seams * n}, np.bool_)")
                 out.line(f"for q in range({seams * n}):")
                 with out.indent():

@@ -132,7 +132,8 @@ class NumbaBackend:
         thread pool, would dominate 2,048 pairs of an 8x8 CNTK-V), fewer when states are stored."""
         stored = self._stored_bytes(self.generated.pair)
         cheap = int(BATCH_FLOPS // max(1.0, float(self.plan.pair.flops())))
-        return int(max(1, min(max(MAX_BATCH, min(CHEAP_BATCH, cheap)), STATE_BYTES // max(1, stored))))
+        batch = min(CHEAP_BATCH, max(MAX_BATCH, cheap))
+        return int(max(1, min(batch, STATE_BYTES // max(1, stored))))
 
     def fusion_pays(self, pairs: int) -> bool:
         """Never: the kernels are the fused form (and need no fixed batch shape)."""

@@ -122,7 +122,7 @@ class StepsMixin:
                     b.line("for c in range(U(lo), U(hi)):")
                     with b.indent():
                         b.line(f"{tmp}[to + c] += {rd}")
-        if self.RYH and not (self.flat and gi.packed and not self.flat_tiles):  # (one plane 0: they stay zero)
+        if self.RYH and not (self.fixed_rows and gi.packed):  # (all rows in every item: they stay zero)
             b.line(f"for j in range({self.RY} + {ti}_rows, {self.RY + self.RYH} + {ti}_rows):  # zero rows below")
             with b.indent():
                 b.line(f"to = U(j * {W})")
@@ -165,11 +165,14 @@ class StepsMixin:
         b.line(f"# variance maps of a at p and of b at p - D (activation {ordinal}"
                + ("; b's rows doubled)" if lb.factor == 2 else ")"))
         gather = self.flat and g.packed and lb.factor == 2
+
+        def b_row(yb: str) -> str:
+            return f"ob = U(b * {lb.size} + {off_b} + {yb} * {lb.factor * g.nx} + {t}_bo)"
         if gather:
             b.line("# b's map on this tile as one flat run, row by row")
             b.line(self.rows_loop(g, rows=True))
             with b.indent():
-                b.line(f"ob = U(b * {lb.size} + {off_b} + ({t}_y0 + r - {t}_dy) * {lb.factor * g.nx} + {t}_bo)")
+                b.line(b_row(f"({t}_y0 + r - {t}_dy)"))
                 b.line("vo = U(r * SW)")
                 self.row_loop(b, self.length(g, rows=True), "VB[vo + c] = VARB[ob + c]")
         b.line(self.rows_loop(g))
@@ -182,7 +185,7 @@ class StepsMixin:
             if gather:
                 b.line("vo = U(r * SW)")
             else:
-                b.line(f"ob = U(b * {lb.size} + {off_b} + yb * {lb.factor * g.nx} + {t}_bo)")
+                b.line(b_row("yb"))
             if record:
                 b.line("if record:  # phase 1 of the image program: this is plane 0, S[p, p] = v[p]")
                 with b.indent():

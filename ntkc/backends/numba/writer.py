@@ -8,8 +8,9 @@ vectorises them, where a constant trip count of 32 would be fully unrolled into 
 Math is branch-free (conditional expressions become selects) and compiled without fast-math,
 so exact cancellations stay exact. Where a kernel's tiles are packed planes of small maps (or
 its one tile is plane 0), S and T hold a tile as one flat run and each step is one loop over all
-of it (`KernelWriter.flat_plane`): the same arithmetic in the same order, in fewer, longer loops. The sources and sinks are in `emit_sources.py`, the steps
-(windows, activations, residual blocks) in `emit_steps.py`.
+of it (`KernelWriter.flat_plane`): the same arithmetic in the same order, in fewer, longer
+loops. The sources and sinks are in `emit_sources.py`, the steps (windows, activations,
+residual blocks) in `emit_steps.py`.
 
 A block of steps repeated with identical rules, parameters and geometry (and holding whole
 residual blocks) becomes one run-time loop over its repetitions, so code size and compile time
@@ -73,6 +74,7 @@ class KernelWriter(SourcesMixin, StepsMixin):
             self.RY = max(self.RY, -min(ey), 0)
             self.RYH = max(self.RYH, w.rows.stride * (go.ny - 1) + max(ey) - (gi.ny - 1), 0)
         self.flat, self.flat_tiles = self.flat_plane()
+        self.fixed_rows = self.flat and not self.flat_tiles  # one plane 0: every item has all the rows
         self.masks: dict[str, int] = {}  # flat plane: mask name -> the x tap it is for
 
     def flat_plane(self) -> tuple[bool, bool]:
@@ -127,6 +129,8 @@ class KernelWriter(SourcesMixin, StepsMixin):
                 b.line(f"{t}_L = {g.nx}")
                 b.line(f"{t}_ao = 0")
                 b.line(f"{t}_bo = ({g.nx} - rx) % {g.nx}  # b-side column of c = 0 (of a doubled row when rx > 0)")
+                if self.flat:
+                    b.line(f"{t}_n = U({t}_rows) * Wu  # entries of the flat plane")
             else:
                 dx = "dx" if g.mx == 1 else f"{g.mx} * dx"
                 b.line(f"{t}_dx = {dx if g.nx > 1 else '0'}")
@@ -156,11 +160,7 @@ class KernelWriter(SourcesMixin, StepsMixin):
         width otherwise; on a flat plane the plane's size (a row's, with `rows`)."""
         # (a run-time width: LLVM fully unrolls a loop of constant trip count 32 into slow code)
         if self.flat and g.packed and not rows:
-            t = self.geom(g)
-            if f"{t}_n" not in self.seams:
-                self.seams.add(f"{t}_n")
-                self.head.line(f"{t}_n = U({t}_rows) * Wu  # entries of the flat plane")
-            return f"{t}_n"
+            return f"{self.geom(g)}_n"
         return "Wu" if g.packed else f"U({self.geom(g)}_L)"
 
     @staticmethod
